@@ -1,0 +1,1 @@
+"""Thin entry points: parse, load config, call the pipeline, print a summary."""

@@ -1,0 +1,101 @@
+"""``diffgmm``: one console script, one subcommand per job.
+
+Only argparse is imported at start-up so ``diffgmm --help`` is instant; each
+subcommand imports its job module (torch, Ray, pyarrow…) when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _set(values: list[str]) -> dict:
+    """``--set a.b=1`` pairs → {"a.b": 1} with YAML typing of the value."""
+    import yaml
+
+    out = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        out[key] = yaml.safe_load(raw)
+    return out
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (local path or URI); unknown keys are an error")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffgmm", description="Batch audio denoising with DiffGMM on Ray.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate a demo corpus and run the denoise job on it, all local")
+    p.add_argument("--workdir", default="demo", help="local folder for the corpus and the run")
+    p.add_argument("--num-clips", type=int, default=8)
+
+    p = sub.add_parser("enhance", help="denoise local files in this process (no Ray)")
+    p.add_argument("inputs", nargs="+", help="audio files")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("denoise", help="the batch job: a prefix of noisy audio → denoised audio + per-clip Parquet")
+    _common(p)
+    p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
+    p.add_argument("--output", dest="output_uri", help="output prefix")
+    p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
+    p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
+    p.add_argument("--run-id", help="run id (default: UTC timestamp); reuse it to retry a run idempotently")
+    p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
+
+    p = sub.add_parser("evaluate", help="score models and baselines on paired clean/noisy corpora")
+    _common(p)
+    p.add_argument("--clean", dest="clean_uri", help="clean prefix")
+    p.add_argument("--noisy", dest="noisy_uri", help="noisy prefix (keys match the clean prefix)")
+    p.add_argument("--pairs", dest="pairs_uri", help="CSV or Parquet manifest with clean_uri,noisy_uri columns")
+    p.add_argument("--output", dest="output_uri", help="where the table and summary go")
+    p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
+    p.add_argument("--models", help="comma-separated: diffgmm,noisy,spectral_gating,wiener")
+    p.add_argument("--run-id")
+
+    p = sub.add_parser("train", help="train DiffGMM with Ray Train (TorchTrainer)")
+    _common(p)
+    p.add_argument("--name", help="run name; rerunning the same name resumes it")
+
+    p = sub.add_parser("export", help="turn a training checkpoint into the artefact denoise loads")
+    p.add_argument("checkpoint", help="training checkpoint (path or URI)")
+    p.add_argument("output", help="where the inference checkpoint goes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "demo":
+        from jobs.demo import run
+    elif args.command == "enhance":
+        from jobs.enhance import run
+    elif args.command == "denoise":
+        from jobs.denoise import run
+    elif args.command == "evaluate":
+        from jobs.evaluate import run
+    elif args.command == "train":
+        from jobs.train import run
+    else:
+        from jobs.export import run
+    if hasattr(args, "set"):
+        args.overrides = _set(args.set)
+    return int(run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""``diffgmm denoise``: the batch job (``ray job submit -- diffgmm denoise ...`` on a cluster)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def load_config(args):
+    from pipeline.config import load_yaml
+    from pipeline.denoise import DenoiseConfig
+
+    overrides = dict(getattr(args, "overrides", {}) or {})
+    for flag, key in (
+        ("input_uri", "input_uri"),
+        ("output_uri", "output_uri"),
+        ("reference_uri", "reference_uri"),
+        ("run_id", "run_id"),
+        ("checkpoint", "model.checkpoint_uri"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    return load_yaml(DenoiseConfig, args.config, overrides)
+
+
+def print_summary(summary: dict) -> None:
+    if summary.get("dry_run"):
+        print(f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed")
+        for key in summary["keys"][:20]:
+            print(f"  {key}")
+        if summary["clips"] > 20:
+            print(f"  … and {summary['clips'] - 20} more")
+        return
+    if summary.get("already_committed"):
+        print(f"run {summary['run_id']} was already committed; outputs unchanged")
+    print(
+        f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
+        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s "
+        f"= {summary['audio_seconds_per_second']:.1f}x real time"
+    )
+    if summary["errors_by_kind"]:
+        print("errors by kind: " + json.dumps(summary["errors_by_kind"]))
+    print(f"outputs: {summary['run_uri']}")
+
+
+def run(args) -> int:
+    from pipeline.denoise import run_denoise
+
+    summary = run_denoise(load_config(args), dry_run=args.dry_run)
+    print_summary(summary)
+    return 0

@@ -1,0 +1,35 @@
+"""``diffgmm enhance``: denoise a few local files in this process, without Ray."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+
+def run(args) -> int:
+    from pipeline import storage
+    from pipeline.audio import AudioError, decode, encode
+    from pipeline.checkpoints import load_model
+    from pipeline.enhance import EnhanceConfig, Enhancer
+
+    loaded = load_model(args.checkpoint)
+    enhancer = Enhancer(loaded.model, EnhanceConfig(device=args.device))
+    failures = 0
+    for path in args.inputs:
+        start = time.perf_counter()
+        try:
+            audio = decode(storage.read_bytes(path))
+        except (AudioError, OSError) as exc:
+            failures += 1
+            print(f"error  {path}: {exc}")
+            continue
+        enhanced, stats = enhancer.enhance(audio.samples if audio.channels > 1 else audio.samples[0], audio.sample_rate)
+        target = os.path.join(args.output_dir, os.path.basename(path))
+        storage.write_bytes(target, encode(enhanced, audio.sample_rate, audio.format, audio.subtype))
+        seconds = time.perf_counter() - start
+        print(f"ok     {path} -> {target}  {audio.duration_seconds:.2f} s audio in {seconds:.2f} s  gmm_nll={stats.gmm_nll:.3f}")
+    print(f"{len(args.inputs) - failures} enhanced, {failures} failed, model {loaded.model_id}")
+    return 1 if failures else 0

@@ -1,0 +1,1 @@
+"""Everything that touches data: storage, audio, windowing, Ray Data stages, metrics, tables."""

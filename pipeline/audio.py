@@ -1,0 +1,115 @@
+"""Decoding, encoding, channel policy and resampling of audio clips.
+
+Arrays are float32. A decoded clip is ``(channels, samples)``; a mono signal is
+``(samples,)``. Decoding goes through soundfile (libsndfile: WAV, FLAC, OGG,
+8/16/24/32-bit and float); resampling through torchaudio's windowed sinc.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+CHANNEL_POLICIES = ("downmix", "first", "per_channel")
+# soundfile subtype to write back so an output keeps its input's sample format.
+_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
+AUDIO_EXTENSIONS = tuple(_FORMATS)
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used; ``kind`` is a short machine-readable label."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """``samples``: (channels, samples) float32 in [-1, 1]; ``subtype``: soundfile subtype, e.g. PCM_16."""
+
+    samples: np.ndarray
+    sample_rate: int
+    subtype: str
+    format: str
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+
+def decode(data: bytes) -> DecodedAudio:
+    """Decode a whole file's bytes; raises :class:`AudioError` for empty, corrupt or non-finite audio."""
+    import soundfile as sf
+
+    if not data:
+        raise AudioError("empty", "file has 0 bytes")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            samples = f.read(dtype="float32", always_2d=True).T
+            rate, subtype, fmt = f.samplerate, f.subtype, f.format
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise AudioError("decode", str(exc)) from exc
+    if samples.shape[1] == 0:
+        raise AudioError("empty", "no samples")
+    if not np.isfinite(samples).all():
+        raise AudioError("non_finite", "NaN or Inf samples")
+    return DecodedAudio(np.ascontiguousarray(samples), int(rate), subtype, fmt)
+
+
+def to_channels(samples: np.ndarray, policy: str) -> np.ndarray:
+    """Apply the multichannel policy to (channels, samples): → (n, samples) with n=1 unless per_channel."""
+    if policy == "downmix":
+        return samples.mean(axis=0, keepdims=True, dtype=np.float32)
+    if policy == "first":
+        return samples[:1]
+    if policy == "per_channel":
+        return samples
+    raise ValueError(f"channel policy must be one of {CHANNEL_POLICIES}, got {policy!r}")
+
+
+def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Resample along the last axis with torchaudio; a no-op when the rates match."""
+    if from_rate == to_rate:
+        return signal.astype(np.float32, copy=False)
+    import torch
+    import torchaudio.functional as AF
+
+    out = AF.resample(torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)), from_rate, to_rate)
+    return out.numpy()
+
+
+def encode(samples: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
+    """(channels, samples) or (samples,) float32 → file bytes; clips to [-1, 1] for integer formats."""
+    import soundfile as sf
+
+    data = samples.T if samples.ndim == 2 else samples
+    if subtype is None or not sf.check_format(fmt, subtype):
+        subtype = sf.default_subtype(fmt)
+    if not subtype.startswith(("FLOAT", "DOUBLE")):
+        data = np.clip(data, -1.0, 1.0)
+    buf = io.BytesIO()
+    sf.write(buf, data, sample_rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def format_for_key(key: str) -> str:
+    """soundfile format name from a key's extension (WAV if unknown)."""
+    lower = key.lower()
+    for ext, fmt in _FORMATS.items():
+        if lower.endswith(ext):
+            return fmt
+    return "WAV"
+
+
+def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
+    """Crop or zero-pad the last axis to exactly ``length`` samples (resampling can be off by one)."""
+    if signal.shape[-1] >= length:
+        return signal[..., :length]
+    return np.pad(signal, [(0, 0)] * (signal.ndim - 1) + [(0, length - signal.shape[-1])])

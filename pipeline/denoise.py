@@ -1,0 +1,279 @@
+"""The batch denoise job: list → decode (CPU tasks) → model (actors) → write (CPU tasks) → commit.
+
+Run layout under the output prefix::
+
+    runs/<run_id>/manifest.parquet      what was listed (written first)
+    runs/<run_id>/audio/<relative key>  denoised audio, mirrored layout
+    runs/<run_id>/clips/part-*.parquet  one row per listed input (CLIP_SCHEMA)
+    runs/<run_id>/_COMMITTED.json       written last: resolved config, counts, files
+
+Readers trust a run only once ``_COMMITTED.json`` exists. The same run id
+writes the same keys, so a retried run replaces its partial outputs; a
+committed run is not run again.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from pipeline import schema as S
+from pipeline import storage
+from pipeline.config import to_dict
+from pipeline.stages import DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
+
+log = logging.getLogger(__name__)
+
+COMMIT_MARKER = "_COMMITTED.json"
+
+
+@dataclass(frozen=True)
+class ActorConfig:
+    """Model-stage resources. ``use_gpu``: auto (GPU actors when the cluster has GPUs), yes, no."""
+
+    min_actors: int = 1
+    max_actors: int = 1
+    use_gpu: str = "auto"
+    gpus_per_actor: float = 1.0
+    cpus_per_actor: float = 1.0
+    clips_per_batch: int = 8
+
+
+@dataclass(frozen=True)
+class DenoiseConfig:
+    input_uri: str = ""
+    output_uri: str = ""
+    reference_uri: str | None = None
+    run_id: str | None = None
+    extensions: tuple[str, ...] = (".wav", ".flac", ".ogg")
+    rows_per_block: int = 8
+    cpu_batch_size: int = 2
+    # Decode/write are I/O plus light DSP. A CPU share different from the model
+    # actor's also keeps Ray Data from fusing them into the actor.
+    cpus_per_cpu_task: float = 0.5
+    rows_per_file: int = 100_000
+    ray_address: str | None = None
+    storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    model: ModelStageConfig = field(default_factory=ModelStageConfig)
+    actors: ActorConfig = field(default_factory=ActorConfig)
+    write: WriteConfig = field(default_factory=WriteConfig)
+
+    def __post_init__(self) -> None:
+        if not self.input_uri or not self.output_uri:
+            raise ValueError("input_uri and output_uri are required")
+        if self.actors.use_gpu not in ("auto", "yes", "no"):
+            raise ValueError("actors.use_gpu must be auto, yes or no")
+        if self.cpus_per_cpu_task == self.actors.cpus_per_actor:
+            raise ValueError(
+                "cpus_per_cpu_task must differ from actors.cpus_per_actor, "
+                "else Ray Data fuses decode into the model actor and CPU work stalls the model"
+            )
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    run_uri: str
+
+    @classmethod
+    def of(cls, output_uri: str, run_id: str) -> RunPaths:
+        return cls(storage.join(output_uri, "runs", storage.safe_relative_key(run_id)))
+
+    @property
+    def manifest_uri(self) -> str:
+        return storage.join(self.run_uri, "manifest.parquet")
+
+    @property
+    def audio_uri(self) -> str:
+        return storage.join(self.run_uri, "audio")
+
+    @property
+    def clips_uri(self) -> str:
+        return storage.join(self.run_uri, "clips")
+
+    @property
+    def commit_uri(self) -> str:
+        return storage.join(self.run_uri, COMMIT_MARKER)
+
+
+def default_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def read_commit(paths: RunPaths, config: storage.StorageConfig) -> dict | None:
+    if not storage.exists(paths.commit_uri, config):
+        return None
+    return json.loads(storage.read_bytes(paths.commit_uri, config))
+
+
+def write_parquet(table: pa.Table, uri: str, config: storage.StorageConfig) -> None:
+    import pyarrow.parquet as pq
+
+    fs, path = storage.arrow_output(uri, config)
+    pq.write_table(table, path, filesystem=fs)
+
+
+class TableWriter:
+    """Streams batches into deterministic part files ``part-00000.parquet``, … (explicit schema)."""
+
+    def __init__(self, uri: str, schema: pa.Schema, rows_per_file: int, config: storage.StorageConfig) -> None:
+        self.uri, self.schema, self.rows_per_file, self.config = uri, schema, rows_per_file, config
+        self.files: list[str] = []
+        self._writer = None
+        self._rows = 0
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        name = f"part-{len(self.files):05d}.parquet"
+        fs, path = storage.arrow_output(storage.join(self.uri, name), self.config)
+        self._writer = pq.ParquetWriter(path, self.schema, filesystem=fs)
+        self.files.append(name)
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        table = table.cast(self.schema)
+        while table.num_rows:
+            if self._writer is None or self._rows >= self.rows_per_file:
+                self.close()
+                self._open()
+            take = min(table.num_rows, self.rows_per_file - self._rows)
+            self._writer.write_table(table.slice(0, take))
+            self._rows += take
+            table = table.slice(take)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _remove_partial(paths: RunPaths, config: storage.StorageConfig) -> None:
+    """A retried, uncommitted run starts its table afresh so no row is written twice."""
+    fs, path = storage.filesystem(paths.clips_uri, config)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def _blocks(manifest: pa.Table, rows_per_block: int) -> list[pa.Table]:
+    return [manifest.slice(i, rows_per_block) for i in range(0, manifest.num_rows, rows_per_block)] or [manifest]
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True, configure_logging=False)
+
+
+def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_rate: int, paths: RunPaths):
+    """The Ray Data plan: plain stage callables wired with their resources here."""
+    import ray
+
+    use_gpu = config.actors.use_gpu == "yes" or (
+        config.actors.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0
+    )
+    decode = DecodeStage(config.input_uri, model_rate, config.decode, config.storage)
+    write = WriteStage(run_id, paths.audio_uri, config.reference_uri, model_rate, config.write, config.storage)
+    ds = ray.data.from_arrow(_blocks(manifest, config.rows_per_block))
+    cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
+    ds = ds.map_batches(decode, **cpu)
+    ds = ds.map_batches(
+        ModelStage,
+        fn_constructor_kwargs={"config": config.model, "storage_config": config.storage},
+        batch_format="pyarrow",
+        batch_size=config.actors.clips_per_batch,
+        compute=ray.data.ActorPoolStrategy(min_size=config.actors.min_actors, max_size=config.actors.max_actors),
+        num_gpus=config.actors.gpus_per_actor if use_gpu else 0,
+        num_cpus=config.actors.cpus_per_actor,
+    )
+    # The actor emits one block per batch of clips; split it again so that
+    # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
+    ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
+    return ds.map_batches(write, **cpu)
+
+
+def summarize(table: pa.Table, wall_seconds: float) -> dict:
+    """Counts, hours, errors by kind and throughput of a finished run's clip table."""
+    rows = table.select([S.STATUS, S.ERROR, S.DURATION_SECONDS]).to_pylist()
+    ok = [r for r in rows if r[S.STATUS] == S.STATUS_OK]
+    kinds = collections.Counter((r[S.ERROR] or "unknown").split(":", 1)[0] for r in rows if r[S.STATUS] != S.STATUS_OK)
+    audio_seconds = sum(r[S.DURATION_SECONDS] or 0.0 for r in ok)
+    return {
+        "clips": len(rows),
+        "ok": len(ok),
+        "errors": len(rows) - len(ok),
+        "errors_by_kind": dict(sorted(kinds.items())),
+        "audio_seconds": audio_seconds,
+        "audio_hours": audio_seconds / 3600.0,
+        "wall_seconds": wall_seconds,
+        "audio_seconds_per_second": audio_seconds / wall_seconds if wall_seconds else math.nan,
+    }
+
+
+def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
+    """Run (or, with ``dry_run``, only list) the job; returns the summary that the commit marker holds."""
+    from pipeline.checkpoints import load_model
+    from pipeline.manifest import list_inputs
+
+    run_id = config.run_id or default_run_id()
+    paths = RunPaths.of(config.output_uri, run_id)
+    committed = read_commit(paths, config.storage)
+    if committed is not None:
+        log.info("run %s is already committed at %s; nothing to do", run_id, paths.commit_uri)
+        return {**committed["summary"], "run_id": run_id, "already_committed": True, "run_uri": paths.run_uri}
+
+    started = time.perf_counter()
+    manifest = list_inputs(config.input_uri, config.extensions, config.storage)
+    if dry_run:
+        total = sum(manifest.column(S.SIZE).to_pylist())
+        return {"run_id": run_id, "dry_run": True, "clips": manifest.num_rows, "bytes": total,
+                "keys": manifest.column(S.KEY).to_pylist(), "run_uri": paths.run_uri}
+
+    loaded = load_model(config.model.checkpoint_uri, config.storage)
+    model_rate = int(loaded.model.config.sample_rate)
+    _remove_partial(paths, config.storage)
+    write_parquet(manifest, paths.manifest_uri, config.storage)
+
+    init_ray(config.ray_address)
+    writer = TableWriter(paths.clips_uri, S.CLIP_SCHEMA, config.rows_per_file, config.storage)
+    tables = []
+    ds = build_dataset(config, manifest, run_id, model_rate, paths)
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        writer.write(batch)
+        tables.append(batch.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.DURATION_SECONDS]))
+    writer.close()
+    done = pa.concat_tables(tables) if tables else S.CLIP_SCHEMA.empty_table()
+    _check_complete(manifest, done)
+
+    summary = summarize(done, time.perf_counter() - started)
+    marker = {
+        "run_id": run_id,
+        "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "model_id": loaded.model_id,
+        "checkpoint_uri": loaded.uri,
+        "manifest": "manifest.parquet",
+        "table_files": [f"clips/{name}" for name in writer.files],
+        "summary": summary,
+        "config": to_dict(config) | {"run_id": run_id},
+    }
+    storage.write_bytes(paths.commit_uri, json.dumps(marker, indent=2, default=str).encode(), config.storage)
+    log.info("committed %s", paths.commit_uri)
+    return {**summary, "run_id": run_id, "model_id": loaded.model_id, "run_uri": paths.run_uri}
+
+
+def _check_complete(manifest: pa.Table, done: pa.Table) -> None:
+    """Every listed key exactly once: anything else is a bug, and the run must not commit."""
+    listed = collections.Counter(manifest.column(S.KEY).to_pylist())
+    seen = collections.Counter(done.column(S.INPUT_KEY).to_pylist())
+    if listed != seen:
+        missing = sorted((listed - seen).elements())[:5]
+        extra = sorted((seen - listed).elements())[:5]
+        raise RuntimeError(f"clip table does not match the manifest: missing {missing}, duplicated/unknown {extra}")

@@ -1,0 +1,165 @@
+"""Clip-level enhancement: resample → windows → batched model → overlap-add → resample back.
+
+The model sees only fixed-shape batches of windows ``(batch_windows, window)``
+at its own rate; any clip length and rate go in, and exactly as many samples at
+the input rate come out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.audio import fit_length, resample
+from pipeline.windowing import OverlapAdd, WindowConfig, frame, num_windows, overlap_add
+
+
+@dataclass(frozen=True)
+class EnhanceConfig:
+    """``batch_windows``: windows per model call; ``device``: "auto" picks CUDA when present."""
+
+    window: WindowConfig = field(default_factory=WindowConfig)
+    batch_windows: int = 16
+    device: str = "auto"
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@dataclass
+class ClipStats:
+    """Per-clip model statistics: sample-weighted means over the clip's windows."""
+
+    gmm_nll: float
+    gmm_occupancy: list[float]
+
+
+class Enhancer:
+    """Runs a model-family module (``enhance(windows) -> (windows, stats)``) over whole clips."""
+
+    def __init__(self, model, config: EnhanceConfig | None = None) -> None:
+        import torch
+
+        self.config = config or EnhanceConfig()
+        self.device = pick_device(self.config.device)
+        self.model = model.to(self.device).eval()
+        self.sample_rate = int(model.config.sample_rate)
+        self.window, self.hop = self.config.window.samples(self.sample_rate)
+        self._torch = torch
+
+    def enhance_windows(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(n, window) float32 → enhanced (n, window) float32 and per-window stats, padded to a fixed batch.
+
+        Batches are padded up to ``batch_windows`` so the device sees one shape
+        (no recompilation, steady memory); the padding rows are dropped.
+        """
+        torch = self._torch
+        n = len(windows)
+        size = self.config.batch_windows
+        outs, nlls, occs = [], [], []
+        for start in range(0, n, size):
+            chunk = windows[start : start + size]
+            batch = np.zeros((size, self.window), dtype=np.float32)
+            batch[: len(chunk)] = chunk
+            enhanced, stats = self.model.enhance(torch.from_numpy(batch).to(self.device))
+            outs.append(enhanced[: len(chunk)].float().cpu().numpy())
+            nlls.append(stats["gmm_nll"][: len(chunk)].float().cpu().numpy())
+            occs.append(stats["gmm_occupancy"][: len(chunk)].float().cpu().numpy())
+        return np.concatenate(outs), {"gmm_nll": np.concatenate(nlls), "gmm_occupancy": np.concatenate(occs)}
+
+    def valid_samples(self, length: int, count: int) -> np.ndarray:
+        """Real (unpadded) samples in each of a clip's ``count`` windows, at least 1 (weights for stats)."""
+        starts = np.arange(count) * self.hop
+        return np.clip(length - starts, 1, self.window).astype(np.float64)
+
+    @staticmethod
+    def clip_stats(stats: dict[str, np.ndarray], weights: np.ndarray) -> ClipStats:
+        """Sample-weighted mean of per-window stats."""
+        w = weights / weights.sum()
+        return ClipStats(
+            gmm_nll=float(np.dot(w, stats["gmm_nll"])),
+            gmm_occupancy=[float(v) for v in w @ stats["gmm_occupancy"]],
+        )
+
+    def enhance_many(self, signals: list[np.ndarray]) -> list[tuple[np.ndarray, ClipStats]]:
+        """Several (samples,) float32 clips at the model rate → enhanced clips of the same lengths.
+
+        Windows of all clips are packed together, so short clips share batches
+        and the device always sees ``(batch_windows, window)``.
+        """
+        framed = [frame(s, self.window, self.hop) for s in signals]
+        enhanced, stats = self.enhance_windows(np.concatenate(framed))
+        out, start = [], 0
+        for signal, windows in zip(signals, framed):
+            stop = start + len(windows)
+            clip = overlap_add(enhanced[start:stop], len(signal), self.hop)
+            weights = self.valid_samples(len(signal), len(windows))
+            out.append((clip, self.clip_stats({k: v[start:stop] for k, v in stats.items()}, weights)))
+            start = stop
+        return out
+
+    def enhance_stream(self, pieces: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
+        """Stream a clip of ``length`` samples (model rate) given as consecutive pieces.
+
+        Yields (finished samples, None) as they become final and, last,
+        (remaining samples, ClipStats). Memory is bounded by one batch of
+        windows plus one piece, whatever the clip's length.
+        """
+        ola = OverlapAdd(length, self.window, self.hop)
+        buffer = np.zeros(0, dtype=np.float32)
+        consumed = 0  # clip position of buffer[0]
+        total = num_windows(length, self.window, self.hop)
+        done = 0
+        pending: list[np.ndarray] = []
+        collected: dict[str, list[np.ndarray]] = {"gmm_nll": [], "gmm_occupancy": []}
+
+        def run(batch: list[np.ndarray]) -> np.ndarray:
+            nonlocal done
+            enhanced, stats = self.enhance_windows(np.stack(batch))
+            for k in collected:
+                collected[k].append(stats[k])
+            done += len(batch)
+            return np.concatenate([ola.add(w) for w in enhanced])
+
+        source = iter(pieces)
+        exhausted = False
+        while done + len(pending) < total:
+            start = (done + len(pending)) * self.hop - consumed
+            while not exhausted and len(buffer) < start + self.window:
+                try:
+                    buffer = np.concatenate([buffer, np.asarray(next(source), dtype=np.float32)])
+                except StopIteration:
+                    exhausted = True
+            win = np.zeros(self.window, dtype=np.float32)
+            seg = buffer[start : start + self.window]
+            win[: len(seg)] = seg
+            pending.append(win)
+            if len(pending) == self.config.batch_windows:
+                yield run(pending), None
+                pending = []
+                drop = done * self.hop - consumed
+                buffer, consumed = buffer[drop:], consumed + drop
+        tail = run(pending) if pending else np.zeros(0, dtype=np.float32)
+        stats = self.clip_stats({k: np.concatenate(v) for k, v in collected.items()}, self.valid_samples(length, total))
+        yield np.concatenate([tail, ola.finish()]), stats
+
+    def enhance(self, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, ClipStats]:
+        """(samples,) or (channels, samples) float32 at any rate → same shape and rate, enhanced.
+
+        Channels are enhanced independently; stats are those of the first channel.
+        """
+        if waveform.ndim == 2:
+            results = [self.enhance(ch, sample_rate) for ch in waveform]
+            return np.stack([r[0] for r in results]), results[0][1]
+        signal = resample(waveform, sample_rate, self.sample_rate)
+        out, stats = self.enhance_many([signal])[0]
+        back = resample(out, self.sample_rate, sample_rate)
+        return fit_length(back, len(waveform)), stats
+

@@ -1,0 +1,195 @@
+"""The batch denoise job end to end on real Ray, real Parquet, local paths and a real S3 server."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipeline import schema as S
+from pipeline.demo_data import generate_pair
+from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
+from pipeline.stages import ModelStageConfig
+
+pytestmark = pytest.mark.slow
+
+
+def _write(path, data, rate, subtype="PCM_16", fmt=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype, format=fmt)
+
+
+def make_corpus(root: str) -> dict[str, str]:
+    """Good and bad inputs, with clean references for the good mono ones; returns {key: expectation}."""
+    rng = np.random.default_rng(0)
+    expect = {}
+    for i, seconds in enumerate((1.3, 2.7)):
+        noisy, clean = generate_pair(seconds, 5.0, 16000, rng)
+        key = f"speaker{i}/clip_{i}.wav"
+        _write(f"{root}/noisy/{key}", noisy, 16000)
+        _write(f"{root}/clean/{key}", clean, 16000)
+        expect[key] = "ok"
+    noisy, _ = generate_pair(1.1, 5.0, 44100, rng)
+    _write(f"{root}/noisy/stereo_24bit.flac", np.stack([noisy, 0.5 * noisy], axis=1), 44100, "PCM_24")
+    expect["stereo_24bit.flac"] = "ok"
+    _write(f"{root}/noisy/float_8k.wav", generate_pair(0.9, 5.0, 8000, rng)[0], 8000, "FLOAT")
+    expect["float_8k.wav"] = "ok"
+    _write(f"{root}/noisy/silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    _write(f"{root}/clean/silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    expect["silent.wav"] = "ok"
+    os.makedirs(f"{root}/noisy", exist_ok=True)
+    with open(f"{root}/noisy/corrupt.wav", "wb") as f:
+        f.write(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    expect["corrupt.wav"] = "error"
+    open(f"{root}/noisy/empty.flac", "wb").close()
+    expect["empty.flac"] = "error"
+    with open(f"{root}/noisy/notes.txt", "w") as f:
+        f.write("not audio, filtered out by extension")
+    return expect
+
+
+def _config(tmp, input_uri, output_uri, reference_uri, checkpoint, **kw):
+    return DenoiseConfig(
+        input_uri=input_uri,
+        output_uri=output_uri,
+        reference_uri=reference_uri,
+        model=ModelStageConfig(checkpoint_uri=checkpoint),
+        **kw,
+    )
+
+
+def test_local_job_accounts_for_every_input_and_is_idempotent(ray_local, tmp_path, tiny_checkpoint):
+    root = str(tmp_path / "corpus")
+    expect = make_corpus(root)
+    out = str(tmp_path / "out")
+    config = _config(tmp_path, f"{root}/noisy", out, f"{root}/clean", tiny_checkpoint, run_id="run-1")
+
+    dry = run_denoise(config, dry_run=True)
+    assert dry["dry_run"] and sorted(dry["keys"]) == sorted(expect)
+    assert not os.path.exists(RunPaths.of(out, "run-1").run_uri), "a dry run writes nothing"
+
+    summary = run_denoise(config)
+    paths = RunPaths.of(out, "run-1")
+    table = pq.read_table(paths.clips_uri)
+    assert table.schema.equals(S.CLIP_SCHEMA)
+    rows = {r[S.INPUT_KEY]: r for r in table.to_pylist()}
+    assert len(rows) == table.num_rows == len(expect)
+    assert {k: r[S.STATUS] for k, r in rows.items()} == expect
+    assert summary["ok"] == 5 and summary["errors"] == 2
+
+    assert rows["corrupt.wav"][S.ERROR].startswith("decode:")
+    assert rows["empty.flac"][S.ERROR].startswith("empty:")
+    for key, row in rows.items():
+        assert row[S.RUN_ID] == "run-1"
+        if row[S.STATUS] != "ok":
+            assert row[S.OUTPUT_KEY] is None
+            continue
+        assert row[S.OUTPUT_KEY] == key and row[S.MODEL_ID].startswith("diffgmm-")
+        src = sf.info(f"{root}/noisy/{key}")
+        dst = sf.info(f"{paths.audio_uri}/{key}")
+        # Same length, rate and sample format; the default channel policy (downmix) writes mono.
+        assert (dst.frames, dst.samplerate, dst.channels, dst.subtype) == (src.frames, src.samplerate, 1, src.subtype)
+        assert len(row[S.GMM_OCCUPANCY]) == 5 and abs(sum(row[S.GMM_OCCUPANCY]) - 1) < 1e-4
+        assert row[S.SECONDS_MODEL] > 0 and np.isfinite(row[S.GMM_NLL])
+
+    # Metrics only where a usable reference exists; otherwise NaN and a reason.
+    for key in ("speaker0/clip_0.wav", "speaker1/clip_1.wav"):
+        assert np.isfinite(rows[key][S.PESQ_WB]) and np.isfinite(rows[key][S.SI_SDR_DB])
+        assert rows[key][S.METRICS_ERROR] is None
+    assert np.isnan(rows["float_8k.wav"][S.PESQ_WB])
+    assert "reference: not_found" in rows["float_8k.wav"][S.METRICS_ERROR]
+    assert np.isnan(rows["silent.wav"][S.SDR_DB]) and "silent_reference" in rows["silent.wav"][S.METRICS_ERROR]
+    assert np.isnan(rows["silent.wav"][S.OUTPUT_RMS_DBFS]) or rows["silent.wav"][S.OUTPUT_RMS_DBFS] < -60
+
+    marker = json.loads(open(paths.commit_uri).read())
+    assert marker["summary"]["clips"] == len(expect)
+    assert marker["config"]["input_uri"] == f"{root}/noisy"
+    assert marker["table_files"] == ["clips/part-00000.parquet"]
+    assert pq.read_table(paths.manifest_uri).num_rows == len(expect)
+
+    again = run_denoise(config)
+    assert again["already_committed"]
+    assert pq.read_table(paths.clips_uri).num_rows == len(expect)
+
+
+def test_uncommitted_retry_rewrites_without_duplicates(ray_local, tmp_path, tiny_checkpoint):
+    root = str(tmp_path / "corpus")
+    expect = make_corpus(root)
+    out = str(tmp_path / "out")
+    config = _config(tmp_path, f"{root}/noisy", out, None, tiny_checkpoint, run_id="retry")
+    paths = RunPaths.of(out, "retry")
+    # A crashed earlier attempt left a partial table and no commit marker.
+    os.makedirs(paths.clips_uri)
+    pq.write_table(S.CLIP_SCHEMA.empty_table(), f"{paths.clips_uri}/part-00007.parquet")
+    run_denoise(config)
+    table = pq.read_table(paths.clips_uri)
+    assert sorted(table.column(S.INPUT_KEY).to_pylist()) == sorted(expect)
+    assert os.listdir(paths.clips_uri) == ["part-00000.parquet"]
+
+
+def test_s3_job_through_s3fs_and_pyarrow(ray_local, s3_bucket, tmp_path, tiny_checkpoint):
+    import boto3
+    import pyarrow.fs as pafs
+
+    from pipeline.storage import StorageConfig
+
+    endpoint, bucket = s3_bucket
+    root = str(tmp_path / "corpus")
+    expect = make_corpus(root)
+    client = boto3.client("s3", endpoint_url=endpoint)
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            client.upload_file(path, bucket, "data/" + os.path.relpath(path, root))
+    config = DenoiseConfig(
+        input_uri=f"s3://{bucket}/data/noisy",
+        output_uri=f"s3://{bucket}/results",
+        reference_uri=f"s3://{bucket}/data/clean",
+        run_id="2026-11-22",
+        storage=StorageConfig(endpoint_url=endpoint),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
+    summary = run_denoise(config)
+    assert summary["clips"] == len(expect)
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="results/")["Contents"]}
+    run = "results/runs/2026-11-22"
+    assert f"{run}/_COMMITTED.json" in keys and f"{run}/manifest.parquet" in keys
+    assert f"{run}/audio/speaker1/clip_1.wav" in keys and f"{run}/audio/stereo_24bit.flac" in keys
+    # Read the table back through pyarrow's own S3 client, as a user's query would.
+    fs = pafs.S3FileSystem(endpoint_override=endpoint.split("://")[1], scheme="http", region="us-east-1")
+    table = pq.read_table(f"{bucket}/{run}/clips", filesystem=fs)
+    assert table.schema.equals(S.CLIP_SCHEMA)
+    rows = {r[S.INPUT_KEY]: r for r in table.to_pylist()}
+    assert {k: r[S.STATUS] for k, r in rows.items()} == expect
+    assert np.isfinite(rows["speaker1/clip_1.wav"][S.PESQ_WB])
+    body = client.get_object(Bucket=bucket, Key=f"{run}/audio/speaker1/clip_1.wav")["Body"].read()
+    assert sf.info(__import__("io").BytesIO(body)).frames == sf.info(f"{root}/noisy/speaker1/clip_1.wav").frames
+    # Secrets never reach the table or the marker.
+    marker = client.get_object(Bucket=bucket, Key=f"{run}/_COMMITTED.json")["Body"].read().decode()
+    assert "testing-secret-value" not in marker
+    assert not any("testing-secret-value" in str(v) for r in rows.values() for v in r.values())
+
+
+def test_output_keys_never_leave_the_prefix():
+    from pipeline.stages import output_key_for
+
+    assert output_key_for("a/b/c.wav", "same") == "a/b/c.wav"
+    assert output_key_for("a/b/c.wav", "flac") == "a/b/c.flac"
+    for bad in ("../x.wav", "/abs.wav", "a/../../x.wav", "a\\..\\x.wav"):
+        with pytest.raises(ValueError):
+            output_key_for(bad, "same")
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    from pipeline.config import ConfigError, load_yaml
+
+    path = tmp_path / "job.yaml"
+    path.write_text("input_uri: a\noutput_uri: b\nactors:\n  max_actor: 3\n")
+    with pytest.raises(ConfigError, match="max_actor"):
+        load_yaml(DenoiseConfig, str(path))
+    path.write_text("input_uri: a\noutput_uri: b\nactors:\n  max_actors: 3\n")
+    assert load_yaml(DenoiseConfig, str(path)).actors.max_actors == 3

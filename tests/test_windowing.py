@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from pipeline.enhance import EnhanceConfig, Enhancer
+from pipeline.windowing import WindowConfig, crossfade_weight, frame, num_windows, overlap_add
+
+
+@pytest.mark.parametrize("length", [0, 1, 999, 1000, 1001, 2500, 10_007])
+def test_identity_overlap_add_reproduces_input(length, rng):
+    window, hop = 1000, 750
+    x = rng.standard_normal(length).astype(np.float32)
+    windows = frame(x, window, hop)
+    assert windows.shape == (num_windows(length, window, hop), window)
+    y = overlap_add(windows, length, hop)
+    assert y.shape == (length,)
+    np.testing.assert_allclose(y, x, atol=1e-6)
+
+
+def test_weights_are_positive_and_crossfade():
+    w = crossfade_weight(100, 80)
+    assert (w > 0).all() and w.max() == 1.0
+    assert w[0] < 0.05 and w[-1] < 0.05 and w[50] == 1.0
+
+
+def test_overlap_add_blends_disagreeing_windows():
+    # Window i predicts the constant i: the seam must pass through values between them.
+    windows = np.stack([np.full(100, float(i), dtype=np.float32) for i in range(3)])
+    y = overlap_add(windows, 260, 80)
+    seam = y[80:100]
+    assert seam.min() > 0.0 and seam.max() < 1.0 and np.all(np.diff(seam) >= 0)
+
+
+@pytest.mark.parametrize("length", [5, 16000, 40_000, 100_001])
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_enhancer_with_identity_model_returns_input(identity_model, rng, length, rate):
+    enhancer = Enhancer(identity_model, EnhanceConfig(window=WindowConfig(0.5, 0.1), batch_windows=3))
+    x = (0.1 * rng.standard_normal(length)).astype(np.float32)
+    y, stats = enhancer.enhance(x, rate)
+    assert y.shape == x.shape
+    if rate == 16000:
+        np.testing.assert_allclose(y, x, atol=1e-6)
+    else:
+        # Down and up again removes only what lies above 8 kHz.
+        assert np.corrcoef(x, y)[0, 1] > 0.3
+    assert stats.gmm_occupancy == pytest.approx([1.0])
+
+
+def test_streaming_matches_whole_clip(identity_model, rng):
+    enhancer = Enhancer(identity_model, EnhanceConfig(window=WindowConfig(0.25, 0.05), batch_windows=2))
+    x = rng.standard_normal(50_000).astype(np.float32)
+    pieces = [x[i : i + 3001] for i in range(0, len(x), 3001)]
+    out = np.concatenate([chunk for chunk, _ in enhancer.enhance_stream(iter(pieces), len(x))])
+    np.testing.assert_allclose(out, x, atol=1e-6)
+
+
+def test_multichannel_keeps_shape(identity_model, rng):
+    enhancer = Enhancer(identity_model)
+    x = rng.standard_normal((2, 20_000)).astype(np.float32)
+    y, _ = enhancer.enhance(x, 16000)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-6)
