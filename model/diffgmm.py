@@ -49,6 +49,7 @@ class DiffGMMConfig:
     min_scale: float = 1e-3
     norm_floor: float = 1e-3
     noise_estimate: str = "mean"
+    head_init_scale: float = 0.1
 
     def __post_init__(self) -> None:
         if self.num_components < 1:
@@ -99,6 +100,13 @@ class DiffGMM(nn.Module):
             num_steps=c.num_steps,
         )
         self.head = nn.Conv1d(c.feature_channels, 3 * c.num_components, 1)
+        # Small initial means: the untrained reverse process is close to the
+        # identity (it starts from "remove little" rather than subtracting noise
+        # of its own) while the U-Net below still gets gradients.
+        k = c.num_components
+        with torch.no_grad():
+            self.head.weight[k : 2 * k].mul_(c.head_init_scale)
+            self.head.bias[k : 2 * k].zero_()
 
     def mixture(self, x: torch.Tensor, step: int) -> MixtureParams:
         """Mixture parameters for the current estimate ``x`` (batch, samples), normalised units."""

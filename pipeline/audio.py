@@ -113,3 +113,11 @@ def fit_length(signal: np.ndarray, length: int) -> np.ndarray:
     if signal.shape[-1] >= length:
         return signal[..., :length]
     return np.pad(signal, [(0, 0)] * (signal.ndim - 1) + [(0, length - signal.shape[-1])])
+
+
+def load_mono(uri: str, sample_rate: int, storage_config=None) -> np.ndarray:
+    """Fetch and decode one file to mono (downmixed) float32 at ``sample_rate``."""
+    from pipeline import storage
+
+    audio = decode(storage.read_bytes(uri, storage_config))
+    return resample(to_channels(audio.samples, "downmix")[0], audio.sample_rate, sample_rate)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import logging
 import math
 import time
@@ -27,12 +26,10 @@ import pyarrow as pa
 from pipeline import schema as S
 from pipeline import storage
 from pipeline.config import to_dict
+from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, write_commit, write_parquet
 from pipeline.stages import DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
 
 log = logging.getLogger(__name__)
-
-COMMIT_MARKER = "_COMMITTED.json"
-
 
 @dataclass(frozen=True)
 class ActorConfig:
@@ -78,83 +75,6 @@ class DenoiseConfig:
             )
 
 
-@dataclass(frozen=True)
-class RunPaths:
-    run_uri: str
-
-    @classmethod
-    def of(cls, output_uri: str, run_id: str) -> RunPaths:
-        return cls(storage.join(output_uri, "runs", storage.safe_relative_key(run_id)))
-
-    @property
-    def manifest_uri(self) -> str:
-        return storage.join(self.run_uri, "manifest.parquet")
-
-    @property
-    def audio_uri(self) -> str:
-        return storage.join(self.run_uri, "audio")
-
-    @property
-    def clips_uri(self) -> str:
-        return storage.join(self.run_uri, "clips")
-
-    @property
-    def commit_uri(self) -> str:
-        return storage.join(self.run_uri, COMMIT_MARKER)
-
-
-def default_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def read_commit(paths: RunPaths, config: storage.StorageConfig) -> dict | None:
-    if not storage.exists(paths.commit_uri, config):
-        return None
-    return json.loads(storage.read_bytes(paths.commit_uri, config))
-
-
-def write_parquet(table: pa.Table, uri: str, config: storage.StorageConfig) -> None:
-    import pyarrow.parquet as pq
-
-    fs, path = storage.arrow_output(uri, config)
-    pq.write_table(table, path, filesystem=fs)
-
-
-class TableWriter:
-    """Streams batches into deterministic part files ``part-00000.parquet``, … (explicit schema)."""
-
-    def __init__(self, uri: str, schema: pa.Schema, rows_per_file: int, config: storage.StorageConfig) -> None:
-        self.uri, self.schema, self.rows_per_file, self.config = uri, schema, rows_per_file, config
-        self.files: list[str] = []
-        self._writer = None
-        self._rows = 0
-
-    def _open(self) -> None:
-        import pyarrow.parquet as pq
-
-        name = f"part-{len(self.files):05d}.parquet"
-        fs, path = storage.arrow_output(storage.join(self.uri, name), self.config)
-        self._writer = pq.ParquetWriter(path, self.schema, filesystem=fs)
-        self.files.append(name)
-        self._rows = 0
-
-    def write(self, table: pa.Table) -> None:
-        table = table.cast(self.schema)
-        while table.num_rows:
-            if self._writer is None or self._rows >= self.rows_per_file:
-                self.close()
-                self._open()
-            take = min(table.num_rows, self.rows_per_file - self._rows)
-            self._writer.write_table(table.slice(0, take))
-            self._rows += take
-            table = table.slice(take)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
 def _remove_partial(paths: RunPaths, config: storage.StorageConfig) -> None:
     """A retried, uncommitted run starts its table afresh so no row is written twice."""
     fs, path = storage.filesystem(paths.clips_uri, config)
@@ -164,13 +84,6 @@ def _remove_partial(paths: RunPaths, config: storage.StorageConfig) -> None:
 
 def _blocks(manifest: pa.Table, rows_per_block: int) -> list[pa.Table]:
     return [manifest.slice(i, rows_per_block) for i in range(0, manifest.num_rows, rows_per_block)] or [manifest]
-
-
-def init_ray(address: str | None) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
 
 
 def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_rate: int, paths: RunPaths):
@@ -264,7 +177,7 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
         "summary": summary,
         "config": to_dict(config) | {"run_id": run_id},
     }
-    storage.write_bytes(paths.commit_uri, json.dumps(marker, indent=2, default=str).encode(), config.storage)
+    write_commit(paths, marker, config.storage)
     log.info("committed %s", paths.commit_uri)
     return {**summary, "run_id": run_id, "model_id": loaded.model_id, "run_uri": paths.run_uri}
 

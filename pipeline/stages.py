@@ -55,18 +55,6 @@ _CARRIED = [
     pa.field(AUDIO_CHANNELS, pa.int32()),
 ]
 DECODED_SCHEMA = pa.schema(_CARRIED)
-ENHANCED_SCHEMA = pa.schema(
-    _CARRIED
-    + [
-        pa.field(S.MODEL_ID, pa.string()),
-        pa.field(S.SECONDS_MODEL, pa.float64()),
-        pa.field(S.INPUT_RMS_DBFS, pa.float64()),
-        pa.field(S.OUTPUT_RMS_DBFS, pa.float64()),
-        pa.field(S.REMOVED_NOISE_DB, pa.float64()),
-        pa.field(S.GMM_NLL, pa.float64()),
-        pa.field(S.GMM_OCCUPANCY, pa.list_(pa.float32())),
-    ]
-)
 
 _SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS")
 
@@ -157,10 +145,13 @@ class ModelStageConfig:
 class ModelStage:
     """Model actor: loads the checkpoint once, packs windows of all clips in a batch into fixed shapes.
 
-    Construction is idempotent (Ray may restart an actor): it only reads.
+    Reads ``audio`` (float32 bytes at the model rate) of the rows whose status
+    is ok and writes the enhanced audio to ``output_column`` (``audio`` by
+    default: the noisy audio is not needed downstream); every other column is
+    passed through. Construction only reads, so Ray may restart the actor.
     """
 
-    def __init__(self, config: ModelStageConfig, storage_config: storage.StorageConfig) -> None:
+    def __init__(self, config: ModelStageConfig, storage_config: storage.StorageConfig, output_column: str = AUDIO) -> None:
         import torch
 
         from pipeline.checkpoints import load_model
@@ -171,9 +162,10 @@ class ModelStage:
         loaded = load_model(config.checkpoint_uri, storage_config)
         self.model_id = loaded.model_id
         self.enhancer = Enhancer(loaded.model, config.enhance)
+        self.output_column = output_column
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
+        rows = batch.select([S.STATUS, AUDIO, AUDIO_CHANNELS]).to_pylist()
         todo = [(i, c) for i, r in enumerate(rows) if r[S.STATUS] == S.STATUS_OK for c in unpack_audio(r[AUDIO], r[AUDIO_CHANNELS])]
         start = time.perf_counter()
         results = self.enhancer.enhance_many([signal for _, signal in todo]) if todo else []
@@ -182,23 +174,42 @@ class ModelStage:
         per_row: dict[int, list] = {}
         for (i, signal), (enhanced, stats) in zip(todo, results):
             per_row.setdefault(i, []).append((signal, enhanced, stats))
-        out = []
-        for i, row in enumerate(rows):
-            row = {**row, S.MODEL_ID: self.model_id}
-            if i in per_row:
-                parts = per_row[i]
-                noisy = np.stack([p[0] for p in parts])
-                enhanced = np.stack([p[1] for p in parts])
-                row[AUDIO], row[AUDIO_CHANNELS] = pack_audio(enhanced)
-                # The model's time is shared among clips by their length.
-                row[S.SECONDS_MODEL] = elapsed * noisy.size / total_samples
-                row[S.INPUT_RMS_DBFS] = _finite(rms_dbfs(noisy))
-                row[S.OUTPUT_RMS_DBFS] = _finite(rms_dbfs(enhanced))
-                row[S.REMOVED_NOISE_DB] = _finite(removed_noise_db(noisy.ravel(), enhanced.ravel()))
-                row[S.GMM_NLL] = float(np.mean([p[2].gmm_nll for p in parts]))
-                row[S.GMM_OCCUPANCY] = np.mean([p[2].gmm_occupancy for p in parts], axis=0).tolist()
-            out.append(row)
-        return pa.Table.from_pylist(out, schema=ENHANCED_SCHEMA)
+        new = {name: [None] * len(rows) for name in MODEL_COLUMNS}
+        new[self.output_column] = [None] * len(rows)
+        new[S.MODEL_ID] = [self.model_id] * len(rows)
+        for i, parts in per_row.items():
+            noisy = np.stack([p[0] for p in parts])
+            enhanced = np.stack([p[1] for p in parts])
+            new[self.output_column][i] = pack_audio(enhanced)[0]
+            # The model's time is shared among clips by their length.
+            new[S.SECONDS_MODEL][i] = elapsed * noisy.size / total_samples
+            new[S.INPUT_RMS_DBFS][i] = _finite(rms_dbfs(noisy))
+            new[S.OUTPUT_RMS_DBFS][i] = _finite(rms_dbfs(enhanced))
+            new[S.REMOVED_NOISE_DB][i] = _finite(removed_noise_db(noisy.ravel(), enhanced.ravel()))
+            new[S.GMM_NLL][i] = float(np.mean([p[2].gmm_nll for p in parts]))
+            new[S.GMM_OCCUPANCY][i] = np.mean([p[2].gmm_occupancy for p in parts], axis=0).tolist()
+        return with_columns(batch, new, MODEL_FIELDS | {self.output_column: pa.large_binary()})
+
+
+MODEL_FIELDS = {
+    S.MODEL_ID: pa.string(),
+    S.SECONDS_MODEL: pa.float64(),
+    S.INPUT_RMS_DBFS: pa.float64(),
+    S.OUTPUT_RMS_DBFS: pa.float64(),
+    S.REMOVED_NOISE_DB: pa.float64(),
+    S.GMM_NLL: pa.float64(),
+    S.GMM_OCCUPANCY: pa.list_(pa.float32()),
+}
+MODEL_COLUMNS = tuple(MODEL_FIELDS)
+
+
+def with_columns(table: pa.Table, columns: dict[str, list], types: dict[str, pa.DataType]) -> pa.Table:
+    """Replace or append columns (typed explicitly, so all-null columns keep their type)."""
+    for name, values in columns.items():
+        array = pa.array(values, type=types[name])
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, name, array) if index >= 0 else table.append_column(name, array)
+    return table
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import storage
-from pipeline.audio import AUDIO_EXTENSIONS, AudioError, decode, resample, to_channels
+from pipeline.audio import AUDIO_EXTENSIONS, AudioError, load_mono
 from pipeline.mixing import MixConfig, holdout, mix_example, speaker_of
 
 log = logging.getLogger(__name__)
@@ -28,13 +28,6 @@ def list_audio(uri: str, config: storage.StorageConfig | None = None) -> list[st
     found = fs.find(root)
     keys = [storage.relative_key(uri, p, fs) for p in found if p.lower().endswith(AUDIO_EXTENSIONS)]
     return sorted(keys)
-
-
-def load_mono(uri: str, sample_rate: int, config: storage.StorageConfig | None = None) -> np.ndarray:
-    """Decode one file to mono float32 at ``sample_rate``."""
-    audio = decode(storage.read_bytes(uri, config))
-    mono = to_channels(audio.samples, "downmix")[0]
-    return resample(mono, audio.sample_rate, sample_rate)
 
 
 def load_corpus(

@@ -1,0 +1,310 @@
+"""The evaluation job: paired clean/noisy corpora → one row per (clip, model) with every metric.
+
+Pairs come from two prefixes with matching relative keys (VoiceBank+DEMAND
+style) or from a manifest (CSV or Parquet with ``clean_uri`` and ``noisy_uri``
+columns). DiffGMM runs in model actors; the baselines and all metrics run in
+CPU tasks, so PESQ never serialises the job. Unpaired files get rows with
+``status="error"`` and ``error="unpaired: …"``.
+
+Outputs under ``<output>/runs/<run_id>/``: ``clips/part-*.parquet``
+(:data:`pipeline.schema.EVAL_SCHEMA`), ``summary.json`` and ``_COMMITTED.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import schema as S
+from pipeline import storage
+from pipeline.audio import load_mono
+from pipeline.baselines import BASELINES
+from pipeline.config import to_dict
+from pipeline.denoise import ActorConfig
+from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, write_commit
+from pipeline.metrics import METRIC_NAMES, score_all
+from pipeline.stages import AUDIO, AUDIO_CHANNELS, ModelStage, ModelStageConfig, error_text, pack_audio, unpack_audio
+
+log = logging.getLogger(__name__)
+
+DIFFGMM = "diffgmm"
+CLEAN_URI, NOISY_URI, REFERENCE, ENHANCED = "clean_uri", "noisy_uri", "reference", "enhanced"
+
+PAIR_SCHEMA = pa.schema(
+    [
+        pa.field(S.CLEAN_KEY, pa.string()),
+        pa.field(S.NOISY_KEY, pa.string()),
+        pa.field(CLEAN_URI, pa.string()),
+        pa.field(NOISY_URI, pa.string()),
+        pa.field(S.STATUS, pa.string()),
+        pa.field(S.ERROR, pa.string()),
+    ]
+)
+LOADED_SCHEMA = pa.schema(
+    list(PAIR_SCHEMA)
+    + [
+        pa.field(S.DURATION_SECONDS, pa.float64()),
+        pa.field(AUDIO, pa.large_binary()),
+        pa.field(AUDIO_CHANNELS, pa.int32()),
+        pa.field(REFERENCE, pa.large_binary()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    output_uri: str = ""
+    clean_uri: str | None = None
+    noisy_uri: str | None = None
+    pairs_uri: str | None = None
+    run_id: str | None = None
+    models: tuple[str, ...] = (DIFFGMM, "noisy", "spectral_gating")
+    metrics: tuple[str, ...] = METRIC_NAMES
+    sample_rate: int = 16000
+    extensions: tuple[str, ...] = (".wav", ".flac", ".ogg")
+    rows_per_block: int = 4
+    cpu_batch_size: int = 1
+    cpus_per_cpu_task: float = 0.5
+    ray_address: str | None = None
+    storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
+    model: ModelStageConfig = field(default_factory=ModelStageConfig)
+    actors: ActorConfig = field(default_factory=ActorConfig)
+
+    def __post_init__(self) -> None:
+        if not self.output_uri:
+            raise ValueError("output_uri is required")
+        if not self.pairs_uri and not (self.clean_uri and self.noisy_uri):
+            raise ValueError("give clean_uri and noisy_uri, or pairs_uri")
+        unknown = set(self.models) - set(BASELINES) - {DIFFGMM}
+        if unknown:
+            raise ValueError(f"unknown models {sorted(unknown)}; known: {[DIFFGMM, *BASELINES]}")
+        unknown = set(self.metrics) - set(METRIC_NAMES)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_NAMES)}")
+
+
+def pair_table(config: EvaluateConfig) -> pa.Table:
+    """Every clean and noisy file once: matched pairs ok, the rest as unpaired errors."""
+    from pipeline.manifest import list_inputs
+
+    rows = []
+    if config.pairs_uri:
+        for r in read_pairs_manifest(config.pairs_uri, config.storage):
+            rows.append({S.CLEAN_KEY: r[CLEAN_URI], S.NOISY_KEY: r[NOISY_URI], CLEAN_URI: r[CLEAN_URI], NOISY_URI: r[NOISY_URI]})
+    else:
+        clean = set(list_inputs(config.clean_uri, config.extensions, config.storage).column(S.KEY).to_pylist())
+        noisy = set(list_inputs(config.noisy_uri, config.extensions, config.storage).column(S.KEY).to_pylist())
+        for key in sorted(clean | noisy):
+            rows.append(
+                {
+                    S.CLEAN_KEY: key if key in clean else None,
+                    S.NOISY_KEY: key if key in noisy else None,
+                    CLEAN_URI: storage.join(config.clean_uri, key) if key in clean else None,
+                    NOISY_URI: storage.join(config.noisy_uri, key) if key in noisy else None,
+                }
+            )
+    for r in rows:
+        missing = "clean" if r[CLEAN_URI] is None else "noisy" if r[NOISY_URI] is None else None
+        r[S.STATUS] = S.STATUS_ERROR if missing else S.STATUS_OK
+        r[S.ERROR] = f"unpaired: no {missing} file with this key" if missing else None
+    return pa.Table.from_pylist(rows, schema=PAIR_SCHEMA)
+
+
+def read_pairs_manifest(uri: str, config: storage.StorageConfig) -> list[dict]:
+    import io
+
+    data = storage.read_bytes(uri, config)
+    if uri.lower().endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data))
+    else:
+        import pyarrow.csv as pacsv
+
+        table = pacsv.read_csv(io.BytesIO(data))
+    missing = {CLEAN_URI, NOISY_URI} - set(table.column_names)
+    if missing:
+        raise ValueError(f"pairs manifest {uri} lacks columns {sorted(missing)}")
+    return table.select([CLEAN_URI, NOISY_URI]).to_pylist()
+
+
+class PairLoadStage:
+    """Fetch and decode both sides to mono at the evaluation rate (CPU)."""
+
+    def __init__(self, sample_rate: int, storage_config: storage.StorageConfig) -> None:
+        self.sample_rate, self.storage = sample_rate, storage_config
+
+    def load_row(self, row: dict) -> dict:
+        out = {**row, S.DURATION_SECONDS: None, AUDIO: None, AUDIO_CHANNELS: None, REFERENCE: None}
+        if row[S.STATUS] != S.STATUS_OK:
+            return out
+        try:
+            noisy = load_mono(row[NOISY_URI], self.sample_rate, self.storage)
+            clean = load_mono(row[CLEAN_URI], self.sample_rate, self.storage)
+            out[S.DURATION_SECONDS] = len(noisy) / self.sample_rate
+            out[AUDIO], out[AUDIO_CHANNELS] = pack_audio(noisy[None])
+            out[REFERENCE] = pack_audio(clean[None])[0]
+        except Exception as exc:  # this pair's error, not the job's
+            out.update({S.STATUS: S.STATUS_ERROR, S.ERROR: error_text(exc)})
+        return out
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return pa.Table.from_pylist([self.load_row(r) for r in batch.to_pylist()], schema=LOADED_SCHEMA)
+
+
+class ScoreStage:
+    """Baselines and metrics (CPU): one output row per (clip, model)."""
+
+    def __init__(self, run_id: str, models: tuple[str, ...], metrics: tuple[str, ...], sample_rate: int) -> None:
+        self.run_id, self.models, self.metrics, self.sample_rate = run_id, models, metrics, sample_rate
+
+    def _output(self, model: str, row: dict, noisy: np.ndarray) -> tuple[np.ndarray, float]:
+        if model == DIFFGMM:
+            return unpack_audio(row[ENHANCED], 1)[0], row[S.SECONDS_MODEL]
+        start = time.perf_counter()
+        out = BASELINES[model](noisy, self.sample_rate)
+        return out, time.perf_counter() - start
+
+    def score_row(self, row: dict) -> list[dict]:
+        base = {
+            S.RUN_ID: self.run_id,
+            S.CLEAN_KEY: row[S.CLEAN_KEY],
+            S.NOISY_KEY: row[S.NOISY_KEY],
+            S.DURATION_SECONDS: row.get(S.DURATION_SECONDS),
+            S.SAMPLE_RATE: self.sample_rate,
+        }
+        if row[S.STATUS] != S.STATUS_OK:
+            return [{**base, S.MODEL: m, S.STATUS: S.STATUS_ERROR, S.ERROR: row[S.ERROR]} for m in self.models]
+        noisy = unpack_audio(row[AUDIO], 1)[0]
+        clean = unpack_audio(row[REFERENCE], 1)[0]
+        if len(clean) != len(noisy):
+            # Corpora are sometimes off by a few samples; score the common part and say so.
+            n = min(len(clean), len(noisy))
+            clean, noisy, trimmed = clean[:n], noisy[:n], f"trimmed to {n} common samples"
+        else:
+            trimmed = None
+        before = score_all(clean, noisy, self.sample_rate, self.metrics)
+        rows = []
+        for model in self.models:
+            out = {**base, S.MODEL: model, S.STATUS: S.STATUS_OK, S.ERROR: None}
+            try:
+                enhanced, seconds = self._output(model, row, noisy)
+                after = score_all(clean, enhanced[: len(clean)], self.sample_rate, self.metrics)
+            except Exception as exc:  # a failing baseline costs its row only
+                rows.append({**out, S.STATUS: S.STATUS_ERROR, S.ERROR: error_text(exc)})
+                continue
+            out[S.SECONDS_MODEL] = seconds
+            out[S.MODEL_ID] = row.get(S.MODEL_ID) if model == DIFFGMM else model
+            for name in self.metrics:
+                out[name] = after[name].value
+                out[f"input_{name}"] = before[name].value
+                out[f"delta_{name}"] = after[name].value - before[name].value
+            errors = [f"{n}: {s.error}" for n, s in after.items() if s.error] + ([trimmed] if trimmed else [])
+            out[S.METRICS_ERROR] = "; ".join(errors) or None
+            rows.append(out)
+        return rows
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = [out for r in batch.to_pylist() for out in self.score_row(r)]
+        return S.to_table(rows, S.EVAL_SCHEMA)
+
+
+def summarize(table: pa.Table, metrics: tuple[str, ...], worst: int = 3) -> dict:
+    """Per model and metric: count, mean, median and the worst clips (lowest scores)."""
+    df = table.to_pandas()
+    out: dict = {"clips": int(df[S.NOISY_KEY].nunique()), "models": {}}
+    for model, group in df.groupby(S.MODEL, sort=False):
+        ok = group[group[S.STATUS] == S.STATUS_OK]
+        entry = {"rows": len(group), "errors": int((group[S.STATUS] != S.STATUS_OK).sum()), "metrics": {}}
+        for name in metrics:
+            values = ok[[S.NOISY_KEY, name, f"delta_{name}"]].dropna()
+            if values.empty:
+                entry["metrics"][name] = {"count": 0}
+                continue
+            lowest = values.nsmallest(worst, name)
+            entry["metrics"][name] = {
+                "count": len(values),
+                "mean": float(values[name].mean()),
+                "median": float(values[name].median()),
+                "mean_delta": float(values[f"delta_{name}"].mean()),
+                "worst": [{"key": k, "value": float(v)} for k, v in zip(lowest[S.NOISY_KEY], lowest[name])],
+            }
+        out["models"][model] = entry
+    return out
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"{summary['clips']} clips"]
+    for model, entry in summary["models"].items():
+        parts = []
+        for name, m in entry["metrics"].items():
+            if m["count"]:
+                parts.append(f"{name} {m['mean']:.3f} (median {m['median']:.3f}, Δ {m['mean_delta']:+.3f})")
+        lines.append(f"  {model:<16} errors={entry['errors']}  " + "  ".join(parts))
+        for name, m in entry["metrics"].items():
+            if m["count"]:
+                worst = ", ".join(f"{w['key']}={w['value']:.2f}" for w in m["worst"])
+                lines.append(f"      worst {name}: {worst}")
+    return "\n".join(lines)
+
+
+def run_evaluate(config: EvaluateConfig) -> dict:
+    import ray
+
+    from pipeline.checkpoints import load_model
+
+    run_id = config.run_id or default_run_id()
+    paths = RunPaths.of(config.output_uri, run_id)
+    committed = read_commit(paths, config.storage)
+    if committed is not None:
+        return {**committed["summary"], "run_id": run_id, "already_committed": True, "run_uri": paths.run_uri}
+    started = time.perf_counter()
+    pairs = pair_table(config)
+    model_id = None
+    init_ray(config.ray_address)
+    ds = ray.data.from_arrow([pairs.slice(i, config.rows_per_block) for i in range(0, pairs.num_rows, config.rows_per_block)] or [pairs])
+    cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
+    ds = ds.map_batches(PairLoadStage(config.sample_rate, config.storage), **cpu)
+    if DIFFGMM in config.models:
+        loaded = load_model(config.model.checkpoint_uri, config.storage)
+        model_id = loaded.model_id
+        if loaded.model.config.sample_rate != config.sample_rate:
+            raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
+        use_gpu = config.actors.use_gpu == "yes" or (config.actors.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+        ds = ds.map_batches(
+            ModelStage,
+            fn_constructor_kwargs={"config": config.model, "storage_config": config.storage, "output_column": ENHANCED},
+            batch_format="pyarrow",
+            batch_size=config.actors.clips_per_batch,
+            compute=ray.data.ActorPoolStrategy(min_size=config.actors.min_actors, max_size=config.actors.max_actors),
+            num_gpus=config.actors.gpus_per_actor if use_gpu else 0,
+            num_cpus=config.actors.cpus_per_actor,
+        )
+        ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
+    ds = ds.map_batches(ScoreStage(run_id, config.models, config.metrics, config.sample_rate), udf_modifying_row_count=True, **cpu)
+
+    writer = TableWriter(paths.clips_uri, S.EVAL_SCHEMA, 1_000_000, config.storage)
+    tables = []
+    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+        writer.write(batch)
+        tables.append(batch)
+    writer.close()
+    table = pa.concat_tables(tables) if tables else S.EVAL_SCHEMA.empty_table()
+    summary = summarize(table, config.metrics)
+    summary.update({"run_id": run_id, "model_id": model_id, "wall_seconds": time.perf_counter() - started})
+    storage.write_bytes(storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage)
+    marker = {
+        "run_id": run_id,
+        "kind": "evaluate",
+        "model_id": model_id,
+        "table_files": [f"clips/{n}" for n in writer.files],
+        "summary": summary,
+        "config": to_dict(config) | {"run_id": run_id},
+    }
+    write_commit(paths, marker, config.storage)
+    return {**summary, "run_uri": paths.run_uri}

@@ -1,0 +1,119 @@
+"""Runs on storage: the run layout, the commit marker, Parquet part files, Ray start-up.
+
+A run lives under ``<output>/runs/<run_id>/``; readers trust it only once its
+``_COMMITTED.json`` exists, and that marker is always written last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from pipeline import storage
+
+COMMIT_MARKER = "_COMMITTED.json"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    run_uri: str
+
+    @classmethod
+    def of(cls, output_uri: str, run_id: str) -> RunPaths:
+        return cls(storage.join(output_uri, "runs", storage.safe_relative_key(run_id)))
+
+    @property
+    def manifest_uri(self) -> str:
+        return storage.join(self.run_uri, "manifest.parquet")
+
+    @property
+    def audio_uri(self) -> str:
+        return storage.join(self.run_uri, "audio")
+
+    @property
+    def clips_uri(self) -> str:
+        return storage.join(self.run_uri, "clips")
+
+    @property
+    def commit_uri(self) -> str:
+        return storage.join(self.run_uri, COMMIT_MARKER)
+
+
+def default_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def read_commit(paths: RunPaths, config: storage.StorageConfig) -> dict | None:
+    if not storage.exists(paths.commit_uri, config):
+        return None
+    return json.loads(storage.read_bytes(paths.commit_uri, config))
+
+
+def write_parquet(table: pa.Table, uri: str, config: storage.StorageConfig) -> None:
+    import pyarrow.parquet as pq
+
+    fs, path = storage.arrow_output(uri, config)
+    pq.write_table(table, path, filesystem=fs)
+
+
+class TableWriter:
+    """Streams batches into deterministic part files ``part-00000.parquet``, … (explicit schema)."""
+
+    def __init__(self, uri: str, schema: pa.Schema, rows_per_file: int, config: storage.StorageConfig) -> None:
+        self.uri, self.schema, self.rows_per_file, self.config = uri, schema, rows_per_file, config
+        self.files: list[str] = []
+        self._writer = None
+        self._rows = 0
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        name = f"part-{len(self.files):05d}.parquet"
+        fs, path = storage.arrow_output(storage.join(self.uri, name), self.config)
+        self._writer = pq.ParquetWriter(path, self.schema, filesystem=fs)
+        self.files.append(name)
+        self._rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        table = table.cast(self.schema)
+        while table.num_rows:
+            if self._writer is None or self._rows >= self.rows_per_file:
+                self.close()
+                self._open()
+            take = min(table.num_rows, self.rows_per_file - self._rows)
+            self._writer.write_table(table.slice(0, take))
+            self._rows += take
+            table = table.slice(take)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def write_commit(paths: RunPaths, marker: dict, config: storage.StorageConfig) -> None:
+    """Write the commit marker (last, by contract); NaN becomes null so the JSON stays standard."""
+    storage.write_bytes(paths.commit_uri, json.dumps(_nan_to_none(marker), indent=2, default=str).encode(), config)
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=True, configure_logging=False)
+
+
