@@ -50,8 +50,8 @@ class DenoiseConfig:
     reference_uri: str | None = None
     run_id: str | None = None
     extensions: tuple[str, ...] = (".wav", ".flac", ".ogg")
-    rows_per_block: int = 8
-    cpu_batch_size: int = 2
+    rows_per_block: int = 16
+    cpu_batch_size: int = 4
     # Decode/write are I/O plus light DSP. A CPU share different from the model
     # actor's also keeps Ray Data from fusing them into the actor.
     cpus_per_cpu_task: float = 0.5
@@ -107,9 +107,11 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
         num_gpus=config.actors.gpus_per_actor if use_gpu else 0,
         num_cpus=config.actors.cpus_per_actor,
     )
-    # The actor emits one block per batch of clips; split it again so that
-    # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
-    ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
+    if config.reference_uri and config.write.metrics:
+        # The actor emits one block per batch of clips; split it again so that
+        # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
+        # Without metrics, writing is cheap and more tasks would only add overhead.
+        ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
     return ds.map_batches(write, **cpu)
 
 

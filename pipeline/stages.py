@@ -135,10 +135,15 @@ class DecodeStage:
 
 @dataclass(frozen=True)
 class ModelStageConfig:
-    """Model-actor settings; ``torch_threads`` 0 leaves torch's default."""
+    """Model-actor settings.
+
+    ``torch_threads``: intra-op threads of the actor's torch (0 keeps Ray's
+    default, one per reserved CPU). 2 measured best on a 2-core machine, where
+    one thread left the model idle while CPU tasks ran (docs/benchmarks.md).
+    """
 
     checkpoint_uri: str | None = None
-    torch_threads: int = 0
+    torch_threads: int = 2
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
 
 

@@ -1,0 +1,109 @@
+"""Model throughput: audio-seconds per wall-second, FLOPs per audio-second, fraction of matmul FLOP/s.
+
+Runs the model stage's code path (``Enhancer.enhance_windows`` on fixed
+``(batch_windows, window)`` batches) without Ray, so it also runs on a GPU
+machine that has torch but no Ray.
+
+    python bench/model_throughput.py [--device cpu|cuda] [--threads N] [--seconds S] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from model import DiffGMM, DiffGMMConfig  # noqa: E402
+from pipeline.enhance import EnhanceConfig, Enhancer  # noqa: E402
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_flops_per_second(device: str, dtype=torch.float32, n: int = 2048, seconds: float = 2.0) -> float:
+    """The machine's measured dense matmul rate: what 'achieved fraction' is relative to."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start)
+
+
+def flops_per_audio_second(model: DiffGMM, window: int, batch: int, device: str) -> float:
+    x = torch.randn(batch, window, device=device)
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.enhance(x)
+    return counter.get_total_flops() / (batch * window / model.config.sample_rate)
+
+
+def run(device: str, threads: int, seconds: float, config: DiffGMMConfig) -> dict:
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    enhancer = Enhancer(DiffGMM(config), EnhanceConfig(device=device))
+    rate = config.sample_rate
+    windows = np.random.default_rng(0).standard_normal((enhancer.config.batch_windows, enhancer.window)).astype(np.float32) * 0.1
+    enhancer.enhance_windows(windows)  # warm-up
+    sync(device)
+    audio, start = 0.0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        enhancer.enhance_windows(windows)
+        audio += windows.size / rate
+    sync(device)
+    rate_rt = audio / (time.perf_counter() - start)
+    flops = flops_per_audio_second(enhancer.model, enhancer.window, enhancer.config.batch_windows, device)
+    peak = matmul_flops_per_second(device)
+    return {
+        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "num_steps": config.num_steps,
+        "num_components": config.num_components,
+        "params": sum(p.numel() for p in enhancer.model.parameters()),
+        "window_seconds": enhancer.window / rate,
+        "batch_windows": enhancer.config.batch_windows,
+        "audio_seconds_per_second": rate_rt,
+        "gflops_per_audio_second": flops / 1e9,
+        "achieved_gflops_per_second": flops * rate_rt / 1e9,
+        "matmul_gflops_per_second": peak / 1e9,
+        "fraction_of_matmul": flops * rate_rt / peak,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, nargs="*", default=[DiffGMMConfig().num_steps])
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    results = [run(args.device, args.threads, args.seconds, DiffGMMConfig(num_steps=t)) for t in args.steps]
+    for r in results:
+        print(
+            f"{r['device']} threads={r['threads']} T={r['num_steps']} K={r['num_components']}: "
+            f"{r['audio_seconds_per_second']:.1f}x real time, {r['gflops_per_audio_second']:.3f} GFLOP/audio-s, "
+            f"{r['achieved_gflops_per_second']:.1f} GFLOP/s achieved = {100 * r['fraction_of_matmul']:.1f}% "
+            f"of measured matmul {r['matmul_gflops_per_second']:.1f} GFLOP/s"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
