@@ -24,6 +24,16 @@ def _set(values: list[str]) -> dict:
     return out
 
 
+def overrides_from(args, flags: dict[str, str]) -> dict:
+    """``--set`` overrides plus the given flags (flag attribute → dotted config key) that were passed."""
+    out = dict(getattr(args, "overrides", {}) or {})
+    for flag, key in flags.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (local path or URI); unknown keys are an error")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")

@@ -9,21 +9,13 @@ log = logging.getLogger(__name__)
 
 
 def load_config(args):
+    from jobs.cli import overrides_from
     from pipeline.config import load_yaml
     from pipeline.denoise import DenoiseConfig
 
-    overrides = dict(getattr(args, "overrides", {}) or {})
-    for flag, key in (
-        ("input_uri", "input_uri"),
-        ("output_uri", "output_uri"),
-        ("reference_uri", "reference_uri"),
-        ("run_id", "run_id"),
-        ("checkpoint", "model.checkpoint_uri"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
-    return load_yaml(DenoiseConfig, args.config, overrides)
+    flags = {"input_uri": "input_uri", "output_uri": "output_uri", "reference_uri": "reference_uri",
+             "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
+    return load_yaml(DenoiseConfig, args.config, overrides_from(args, flags))
 
 
 def print_summary(summary: dict) -> None:

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 
 def run(args) -> int:
+    from jobs.cli import overrides_from
     from pipeline.config import load_yaml
     from pipeline.evaluate import EvaluateConfig, format_summary, run_evaluate
 
-    overrides = dict(getattr(args, "overrides", {}) or {})
-    for flag, key in (
-        ("clean_uri", "clean_uri"),
-        ("noisy_uri", "noisy_uri"),
-        ("pairs_uri", "pairs_uri"),
-        ("output_uri", "output_uri"),
-        ("run_id", "run_id"),
-        ("checkpoint", "model.checkpoint_uri"),
-    ):
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = value
+    flags = {"clean_uri": "clean_uri", "noisy_uri": "noisy_uri", "pairs_uri": "pairs_uri",
+             "output_uri": "output_uri", "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
+    overrides = overrides_from(args, flags)
     if args.models:
         overrides["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     summary = run_evaluate(load_yaml(EvaluateConfig, args.config, overrides))

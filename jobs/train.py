@@ -9,9 +9,9 @@ def run(args) -> int:
     from pipeline.config import load_yaml
     from pipeline.train_job import TrainConfig, run_train
 
-    overrides = dict(getattr(args, "overrides", {}) or {})
-    if args.name:
-        overrides["name"] = args.name
+    from jobs.cli import overrides_from
+
+    overrides = overrides_from(args, {"name": "name"})
     result = run_train(load_yaml(TrainConfig, args.config, overrides))
     metrics = {k: v for k, v in (result["metrics"] or {}).items() if isinstance(v, (int, float))}
     print(json.dumps(metrics, indent=2, default=str))

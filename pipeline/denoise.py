@@ -26,8 +26,8 @@ import pyarrow as pa
 from pipeline import schema as S
 from pipeline import storage
 from pipeline.config import to_dict
-from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, write_commit, write_parquet
-from pipeline.stages import DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
+from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, split_blocks, write_commit, write_parquet
+from pipeline.stages import AUDIO, DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
 
 log = logging.getLogger(__name__)
 
@@ -82,37 +82,38 @@ def _remove_partial(paths: RunPaths, config: storage.StorageConfig) -> None:
         fs.rm(path, recursive=True)
 
 
-def _blocks(manifest: pa.Table, rows_per_block: int) -> list[pa.Table]:
-    return [manifest.slice(i, rows_per_block) for i in range(0, manifest.num_rows, rows_per_block)] or [manifest]
-
-
 def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_rate: int, paths: RunPaths):
     """The Ray Data plan: plain stage callables wired with their resources here."""
     import ray
 
-    use_gpu = config.actors.use_gpu == "yes" or (
-        config.actors.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0
-    )
     decode = DecodeStage(config.input_uri, model_rate, config.decode, config.storage)
     write = WriteStage(run_id, paths.audio_uri, config.reference_uri, model_rate, config.write, config.storage)
-    ds = ray.data.from_arrow(_blocks(manifest, config.rows_per_block))
+    ds = ray.data.from_arrow(split_blocks(manifest, config.rows_per_block))
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(decode, **cpu)
-    ds = ds.map_batches(
-        ModelStage,
-        fn_constructor_kwargs={"config": config.model, "storage_config": config.storage},
-        batch_format="pyarrow",
-        batch_size=config.actors.clips_per_batch,
-        compute=ray.data.ActorPoolStrategy(min_size=config.actors.min_actors, max_size=config.actors.max_actors),
-        num_gpus=config.actors.gpus_per_actor if use_gpu else 0,
-        num_cpus=config.actors.cpus_per_actor,
-    )
+    ds = map_model(ds, config.actors, config.model, config.storage)
     if config.reference_uri and config.write.metrics:
         # The actor emits one block per batch of clips; split it again so that
         # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
         # Without metrics, writing is cheap and more tasks would only add overhead.
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
     return ds.map_batches(write, **cpu)
+
+
+def map_model(ds, actors: ActorConfig, model: ModelStageConfig, storage_config: storage.StorageConfig, output_column: str = AUDIO):
+    """Wire the model stage: an actor pool, one GPU per actor when the cluster has GPUs (or when asked)."""
+    import ray
+
+    use_gpu = actors.use_gpu == "yes" or (actors.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+    return ds.map_batches(
+        ModelStage,
+        fn_constructor_kwargs={"config": model, "storage_config": storage_config, "output_column": output_column},
+        batch_format="pyarrow",
+        batch_size=actors.clips_per_batch,
+        compute=ray.data.ActorPoolStrategy(min_size=actors.min_actors, max_size=actors.max_actors),
+        num_gpus=actors.gpus_per_actor if use_gpu else 0,
+        num_cpus=actors.cpus_per_actor,
+    )
 
 
 def summarize(table: pa.Table, wall_seconds: float) -> dict:

@@ -25,10 +25,10 @@ from pipeline import storage
 from pipeline.audio import load_mono
 from pipeline.baselines import BASELINES
 from pipeline.config import to_dict
-from pipeline.denoise import ActorConfig
-from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, write_commit
+from pipeline.denoise import ActorConfig, map_model
+from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, split_blocks, write_commit
 from pipeline.metrics import METRIC_NAMES, score_all
-from pipeline.stages import AUDIO, AUDIO_CHANNELS, ModelStage, ModelStageConfig, error_text, pack_audio, unpack_audio
+from pipeline.stages import AUDIO, AUDIO_CHANNELS, ModelStageConfig, error_text, pack_audio, unpack_audio
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     pairs = pair_table(config)
     model_id = None
     init_ray(config.ray_address)
-    ds = ray.data.from_arrow([pairs.slice(i, config.rows_per_block) for i in range(0, pairs.num_rows, config.rows_per_block)] or [pairs])
+    ds = ray.data.from_arrow(split_blocks(pairs, config.rows_per_block))
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(PairLoadStage(config.sample_rate, config.storage), **cpu)
     if DIFFGMM in config.models:
@@ -275,16 +275,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         model_id = loaded.model_id
         if loaded.model.config.sample_rate != config.sample_rate:
             raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
-        use_gpu = config.actors.use_gpu == "yes" or (config.actors.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
-        ds = ds.map_batches(
-            ModelStage,
-            fn_constructor_kwargs={"config": config.model, "storage_config": config.storage, "output_column": ENHANCED},
-            batch_format="pyarrow",
-            batch_size=config.actors.clips_per_batch,
-            compute=ray.data.ActorPoolStrategy(min_size=config.actors.min_actors, max_size=config.actors.max_actors),
-            num_gpus=config.actors.gpus_per_actor if use_gpu else 0,
-            num_cpus=config.actors.cpus_per_actor,
-        )
+        ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED)
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
     ds = ds.map_batches(ScoreStage(run_id, config.models, config.metrics, config.sample_rate), udf_modifying_row_count=True, **cpu)
 

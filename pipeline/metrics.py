@@ -71,13 +71,21 @@ def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10.0 * np.log10((np.dot(target, target) + _EPS) / (np.dot(err, err) + _EPS)))
 
 
-def _scored(reference, estimate, sample_rate, fn) -> Score:
+def _reject(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, silent_reference_ok: bool = False) -> Score | None:
+    """The failed Score for a pair that cannot be scored, or None when it can."""
     reason = check_pair(reference, estimate, sample_rate)
     if reason:
         kind, _, message = reason.partition(": ")
         return _fail(kind, message)
-    if not np.any(reference):
+    if not silent_reference_ok and not np.any(reference):
         return _fail("silent_reference", "reference is all zeros")
+    return None
+
+
+def _scored(reference, estimate, sample_rate, fn) -> Score:
+    rejected = _reject(reference, estimate, sample_rate)
+    if rejected:
+        return rejected
     value = fn()
     return Score(value) if math.isfinite(value) else _fail("non_finite", "metric is not finite")
 
@@ -98,10 +106,10 @@ def _resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 
 def score_pesq(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, mode: str) -> Score:
     """PESQ 'wb' at 16 kHz or 'nb' at 8 kHz; one clip per call, every failure caught and named."""
-    reason = check_pair(reference, estimate, sample_rate)
-    if reason:
-        kind, _, message = reason.partition(": ")
-        return _fail(kind, message)
+    # A silent reference goes through: pesq's own NoUtterancesError names it.
+    rejected = _reject(reference, estimate, sample_rate, silent_reference_ok=True)
+    if rejected:
+        return rejected
     from pesq import NoUtterancesError, PesqError, pesq
 
     rate = 16000 if mode == "wb" else 8000
@@ -125,12 +133,9 @@ def score_pesq(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, mo
 
 
 def score_stoi(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> Score:
-    reason = check_pair(reference, estimate, sample_rate)
-    if reason:
-        kind, _, message = reason.partition(": ")
-        return _fail(kind, message)
-    if not np.any(reference):
-        return _fail("silent_reference", "reference is all zeros")
+    rejected = _reject(reference, estimate, sample_rate)
+    if rejected:
+        return rejected
     from pystoi import stoi
 
     try:

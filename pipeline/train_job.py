@@ -172,12 +172,13 @@ def build_train_dataset(config: TrainConfig, keys: dict[str, list[str]], first_e
     import pyarrow as pa
     import ray
 
+    from pipeline.runs import split_blocks
+
     total = config.optim.epochs * config.optim.steps_per_epoch * config.optim.batch_size * config.scaling.num_workers
     # Indices are built in memory: no read tasks, which would each want a whole CPU
     # next to the training workers.
     ids = np.arange(first_example, total, dtype=np.int64)
-    per_block = config.optim.batch_size * 8
-    ds = ray.data.from_arrow([pa.table({"id": ids[i : i + per_block]}) for i in range(0, len(ids), per_block)] or [pa.table({"id": ids})])
+    ds = ray.data.from_arrow(split_blocks(pa.table({"id": ids}), config.optim.batch_size * 8))
     if config.data.mode == "mix":
         return ds.map_batches(
             MixStage,
