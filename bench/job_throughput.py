@@ -84,7 +84,7 @@ def make_corpus(root: Path, clips: int, seconds: float, long_seconds: float) -> 
     return clips * seconds
 
 
-def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int) -> float:
+def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance) -> float:
     """decode → resample → enhance (windows packed across clips) → resample back → encode → write."""
     import torch
 
@@ -93,7 +93,7 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int) -> floa
     from pipeline.enhance import Enhancer
 
     torch.set_num_threads(threads)
-    enhancer = Enhancer(load_model().model)
+    enhancer = Enhancer(load_model().model, enhance)
     files = sorted((root / "noisy").rglob("*.wav"))
     start = time.perf_counter()
     for i in range(0, len(files), clips_per_batch):
@@ -116,20 +116,28 @@ def main() -> None:
     parser.add_argument("--no-loop", action="store_true", help="skip the bare loop (memory runs)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the bare loop")
     parser.add_argument("--actor-threads", type=int, default=2, help="torch threads of the model actor")
+    parser.add_argument("--clips-per-batch", type=int, default=8)
+    parser.add_argument("--rows-per-block", type=int, default=16)
+    parser.add_argument("--cpu-batch-size", type=int, default=4)
+    parser.add_argument("--window-seconds", type=float, default=2.0, help="model window (both sides)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
     import ray
 
     from pipeline.denoise import ActorConfig, DenoiseConfig, run_denoise
+    from pipeline.enhance import EnhanceConfig
     from pipeline.stages import ModelStageConfig, WriteConfig
+    from pipeline.windowing import WindowConfig
+
+    enhance = EnhanceConfig(window=WindowConfig(args.window_seconds, min(0.25, args.window_seconds / 5)))
 
     root = Path(args.workdir)
     shutil.rmtree(root, ignore_errors=True)
     audio_seconds = make_corpus(root, args.clips, args.seconds_per_clip, args.long_file_seconds)
     result = {"clips": 1 if args.long_file_seconds else args.clips, "audio_seconds": audio_seconds}
     if not args.no_loop:
-        loop_seconds = bare_loop(root, root / "loop_out", 8, args.threads)
+        loop_seconds = bare_loop(root, root / "loop_out", args.clips_per_batch, args.threads, enhance)
         result["loop_audio_seconds_per_second"] = audio_seconds / loop_seconds
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -137,8 +145,10 @@ def main() -> None:
         input_uri=str(root / "noisy"),
         output_uri=str(root / "job_out"),
         run_id="bench",
-        model=ModelStageConfig(torch_threads=args.actor_threads),
-        actors=ActorConfig(clips_per_batch=8),
+        model=ModelStageConfig(torch_threads=args.actor_threads, enhance=enhance),
+        actors=ActorConfig(clips_per_batch=args.clips_per_batch),
+        rows_per_block=args.rows_per_block,
+        cpu_batch_size=args.cpu_batch_size,
         write=WriteConfig(metrics=()),
     )
     with PeakRSS() as memory:

@@ -18,11 +18,21 @@ from pipeline.windowing import OverlapAdd, WindowConfig, frame, num_windows, ove
 
 @dataclass(frozen=True)
 class EnhanceConfig:
-    """``batch_windows``: windows per model call; ``device``: "auto" picks CUDA when present."""
+    """``batch_windows``: windows per model call; ``device``: "auto" picks CUDA when present.
+
+    ``pad_batches``: "auto" pads the last, partial batch to ``batch_windows``
+    on CUDA only (one shape for the GPU's kernels and allocator); on CPU the
+    padding would be computed for nothing. "yes"/"no" force it.
+    """
 
     window: WindowConfig = field(default_factory=WindowConfig)
     batch_windows: int = 16
     device: str = "auto"
+    pad_batches: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.pad_batches not in ("auto", "yes", "no"):
+            raise ValueError(f"pad_batches must be auto, yes or no, got {self.pad_batches!r}")
 
 
 def pick_device(name: str) -> str:
@@ -52,13 +62,16 @@ class Enhancer:
         self.model = model.to(self.device).eval()
         self.sample_rate = int(model.config.sample_rate)
         self.window, self.hop = self.config.window.samples(self.sample_rate)
+        pad = self.config.pad_batches
+        self.pad = pad == "yes" or (pad == "auto" and self.device.startswith("cuda"))
         self._torch = torch
 
     def enhance_windows(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(n, window) float32 → enhanced (n, window) float32 and per-window stats, padded to a fixed batch.
+        """(n, window) float32 → enhanced (n, window) float32 and per-window stats.
 
-        Batches are padded up to ``batch_windows`` so the device sees one shape
-        (no recompilation, steady memory); the padding rows are dropped.
+        Calls the model on ``batch_windows`` windows at a time; with padding on,
+        the last batch is padded to that size so the device sees one shape, and
+        the padding rows are dropped.
         """
         torch = self._torch
         n = len(windows)
@@ -66,7 +79,7 @@ class Enhancer:
         outs, nlls, occs = [], [], []
         for start in range(0, n, size):
             chunk = windows[start : start + size]
-            batch = np.zeros((size, self.window), dtype=np.float32)
+            batch = np.zeros((size if self.pad else len(chunk), self.window), dtype=np.float32)
             batch[: len(chunk)] = chunk
             enhanced, stats = self.model.enhance(torch.from_numpy(batch).to(self.device))
             outs.append(enhanced[: len(chunk)].float().cpu().numpy())

@@ -59,3 +59,19 @@ def test_multichannel_keeps_shape(identity_model, rng):
     y, _ = enhancer.enhance(x, 16000)
     assert y.shape == x.shape
     np.testing.assert_allclose(y, x, atol=1e-6)
+
+
+def test_padding_the_last_batch_changes_nothing(rng):
+    import torch
+
+    from model import DiffGMM, DiffGMMConfig
+
+    torch.manual_seed(0)
+    model = DiffGMM(DiffGMMConfig(hidden_channels=8, depth=2, bottleneck_blocks=1, feature_channels=8))
+    x = (0.1 * rng.standard_normal(40_000)).astype(np.float32)
+    outs = []
+    for pad in ("yes", "no"):
+        enhancer = Enhancer(model, EnhanceConfig(window=WindowConfig(0.5, 0.1), batch_windows=4, pad_batches=pad))
+        assert enhancer.pad == (pad == "yes")
+        outs.append(enhancer.enhance(x, 16000)[0])
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
