@@ -1,0 +1,34 @@
+"""Every shipped job config loads into its dataclass (unknown keys would be an error)."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, load_yaml
+from pipeline.denoise import DenoiseConfig
+from pipeline.train_job import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
+
+
+def test_denoise_example_config_loads():
+    config = load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"))
+    assert config.actors.max_actors == 4 and config.model.enhance.window.window_seconds == 2.0
+
+
+def test_default_training_recipe_loads_and_matches_the_shipped_model():
+    from pipeline.checkpoints import load_model
+
+    config = load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"))
+    shipped = load_model().model.config
+    assert (config.model.num_steps, config.model.num_components) == (shipped.num_steps, shipped.num_components)
+    assert config.loss.stft_weight == 0.0 and "zalozba_" in config.data.exclude_prefixes
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    config = load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"), {"optim.epochs": 3, "model.num_components": 1})
+    assert config.optim.epochs == 3 and config.model.num_components == 1
+    with pytest.raises(ConfigError, match="learning_rat"):
+        load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"), {"optim.learning_rat": 1.0})
+    with pytest.raises(ConfigError, match="expected int"):
+        load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"), {"optim.epochs": "many"})
