@@ -103,14 +103,30 @@ class TrainConfig:
 # ---------------------------------------------------------------- data
 
 
+def paired_keys(clean_uri: str, noisy_uri: str, config: storage.StorageConfig) -> list[str]:
+    """Relative keys present under both prefixes, sorted."""
+    from pipeline.training import list_audio
+
+    return sorted(set(list_audio(clean_uri, config)) & set(list_audio(noisy_uri, config)))
+
+
+def load_pair(clean_uri: str, noisy_uri: str, key: str, rate: int, config: storage.StorageConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) mono at ``rate``, cut to their common length."""
+    from pipeline.audio import load_mono
+
+    noisy = load_mono(storage.join(noisy_uri, key), rate, config)
+    clean = load_mono(storage.join(clean_uri, key), rate, config)
+    size = min(len(noisy), len(clean))
+    return noisy[:size], clean[:size]
+
+
 def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
     """Train/validation split of the corpora's keys (speakers never straddle it)."""
     from pipeline.training import list_audio, split_corpus
 
     d = config.data
     if d.mode == "paired":
-        keys = sorted(set(list_audio(d.paired_clean_uri, config.storage)) & set(list_audio(d.paired_noisy_uri, config.storage)))
-        train, valid = split_corpus(keys, d.holdout_fraction, by_speaker=True)
+        train, valid = split_corpus(paired_keys(d.paired_clean_uri, d.paired_noisy_uri, config.storage), d.holdout_fraction, by_speaker=True)
         return {"train": train, "valid": valid}
     clean = [k for k in list_audio(d.clean_uri, config.storage) if not k.startswith(d.exclude_prefixes)]
     noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.startswith(d.exclude_prefixes)]
@@ -149,7 +165,7 @@ class PairCropStage:
         self.config, self.keys = config, keys
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from pipeline.audio import load_mono
+        from pipeline.audio import fit_length
 
         c, rate = self.config, self.config.model.sample_rate
         length = int(round(c.mix.segment_seconds * rate))
@@ -157,13 +173,10 @@ class PairCropStage:
         for index in batch["id"]:
             rng = np.random.default_rng([c.optim.seed, int(index)])
             key = self.keys[rng.integers(len(self.keys))]
-            n = load_mono(storage.join(c.data.paired_noisy_uri, key), rate, c.storage)
-            s = load_mono(storage.join(c.data.paired_clean_uri, key), rate, c.storage)
-            size = min(len(n), len(s))
-            start = int(rng.integers(0, max(1, size - length + 1)))
-            pad = lambda x: np.pad(x[start : start + length], (0, max(0, length - len(x[start : start + length]))))  # noqa: E731
-            noisy.append(pad(n[:size]).astype(np.float32))
-            clean.append(pad(s[:size]).astype(np.float32))
+            n, s = load_pair(c.data.paired_clean_uri, c.data.paired_noisy_uri, key, rate, c.storage)
+            start = int(rng.integers(0, max(1, len(n) - length + 1)))
+            noisy.append(fit_length(n[start : start + length], length).astype(np.float32))
+            clean.append(fit_length(s[start : start + length], length).astype(np.float32))
         return {NOISY: np.stack(noisy), CLEAN: np.stack(clean)}
 
 
@@ -192,27 +205,14 @@ def build_train_dataset(config: TrainConfig, keys: dict[str, list[str]], first_e
 
 def validation_set(config: TrainConfig, keys: dict[str, list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Held-out (noisy, clean) pairs: a paired validation prefix if given, else held-out speakers × noises."""
-    from pipeline.audio import load_mono
-    from pipeline.training import list_audio, load_corpus, validation_pairs
+    from pipeline.training import load_corpus, validation_pairs
 
     d, rate = config.data, config.model.sample_rate
     if d.valid_clean_uri and d.valid_noisy_uri:
-        names = sorted(set(list_audio(d.valid_clean_uri, config.storage)) & set(list_audio(d.valid_noisy_uri, config.storage)))
-        pairs = []
-        for key in names[: d.valid_pairs]:
-            n = load_mono(storage.join(d.valid_noisy_uri, key), rate, config.storage)
-            c = load_mono(storage.join(d.valid_clean_uri, key), rate, config.storage)
-            size = min(len(n), len(c))
-            pairs.append((n[:size], c[:size]))
-        return pairs
+        names = paired_keys(d.valid_clean_uri, d.valid_noisy_uri, config.storage)
+        return [load_pair(d.valid_clean_uri, d.valid_noisy_uri, k, rate, config.storage) for k in names[: d.valid_pairs]]
     if d.mode == "paired":
-        pairs = []
-        for key in keys["valid"][: d.valid_pairs]:
-            n = load_mono(storage.join(d.paired_noisy_uri, key), rate, config.storage)
-            c = load_mono(storage.join(d.paired_clean_uri, key), rate, config.storage)
-            size = min(len(n), len(c))
-            pairs.append((n[:size], c[:size]))
-        return pairs
+        return [load_pair(d.paired_clean_uri, d.paired_noisy_uri, k, rate, config.storage) for k in keys["valid"][: d.valid_pairs]]
     clean = list(load_corpus(d.clean_uri, rate, keys["clean_valid"], config.storage).values())
     noise = list(load_corpus(d.noise_uri, rate, keys["noise_valid"], config.storage).values())
     vmix = MixConfig(**{**config.mix.__dict__, "segment_seconds": d.valid_segment_seconds})
