@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -101,17 +100,3 @@ def validate(enhancer, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: 
             rows[prefix + "pesq_wb"].append(score_pesq(clean, sig, sample_rate, "wb").value)
             rows[prefix + "si_sdr_db"].append(score_si_sdr(clean, sig, sample_rate).value)
     return {k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in rows.items()}
-
-
-@dataclass
-class StepTimer:
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-    def add(self, audio_seconds: float, start: float) -> None:
-        self.audio_seconds += audio_seconds
-        self.wall_seconds += time.perf_counter() - start
-
-    @property
-    def audio_seconds_per_second(self) -> float:
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
