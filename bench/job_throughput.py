@@ -33,27 +33,33 @@ from pipeline.demo_data import generate_pair  # noqa: E402
 
 
 class PeakRSS:
-    """Samples the summed RSS of this process and all Ray processes in a thread."""
+    """Samples, in a thread, the summed RSS of this process and all Ray processes, and the largest one."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.largest = (0, "")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _total(self) -> int:
-        total = psutil.Process().memory_info().rss
+    @staticmethod
+    def sample() -> tuple[int, list[tuple[int, str]]]:
+        """(summed RSS, [(RSS, command line)]) of this process and every Ray process now."""
+        me = psutil.Process()
+        procs = [(me.memory_info().rss, "driver")]
         for p in psutil.process_iter(["cmdline", "name"]):
             try:
                 cmd = " ".join(p.info["cmdline"] or [])
                 if p.pid != os.getpid() and ("ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "ray/" in cmd):
-                    total += p.memory_info().rss
+                    procs.append((p.memory_info().rss, cmd[:60]))
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        return total
+        return sum(r for r, _ in procs), procs
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._total())
+            total, procs = self.sample()
+            self.peak = max(self.peak, total)
+            self.largest = max(self.largest, max(procs))
             time.sleep(0.2)
 
     def __enter__(self):
@@ -84,6 +90,9 @@ def make_corpus(root: Path, clips: int, seconds: float, long_seconds: float) -> 
     return clips * seconds
 
 
+LOOP_LOAD_SECONDS = 0.0
+
+
 def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance) -> float:
     """decode → resample → enhance (windows packed across clips) → resample back → encode → write."""
     import torch
@@ -93,9 +102,12 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance
     from pipeline.enhance import Enhancer
 
     torch.set_num_threads(threads)
+    loaded = time.perf_counter()
     enhancer = Enhancer(load_model().model, enhance)
     files = sorted((root / "noisy").rglob("*.wav"))
     start = time.perf_counter()
+    global LOOP_LOAD_SECONDS
+    LOOP_LOAD_SECONDS = start - loaded
     for i in range(0, len(files), clips_per_batch):
         batch = files[i : i + clips_per_batch]
         decoded = [decode(p.read_bytes()) for p in batch]
@@ -115,11 +127,14 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/diffgmm-bench")
     parser.add_argument("--no-loop", action="store_true", help="skip the bare loop (memory runs)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the bare loop")
-    parser.add_argument("--actor-threads", type=int, default=2, help="torch threads of the model actor")
+    parser.add_argument("--actor-threads", type=int, default=1, help="torch threads of each model actor")
+    parser.add_argument("--actors", type=int, default=0, help="model actors (0: the job's auto sizing)")
     parser.add_argument("--clips-per-batch", type=int, default=8)
     parser.add_argument("--rows-per-block", type=int, default=16)
     parser.add_argument("--cpu-batch-size", type=int, default=4)
     parser.add_argument("--window-seconds", type=float, default=2.0, help="model window (both sides)")
+    parser.add_argument("--fixed-clips", type=int, default=16,
+                        help="also run the job on this many clips first, to separate its fixed cost (0: skip)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -141,24 +156,47 @@ def main() -> None:
         result["loop_audio_seconds_per_second"] = audio_seconds / loop_seconds
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    config = DenoiseConfig(
-        input_uri=str(root / "noisy"),
-        output_uri=str(root / "job_out"),
-        run_id="bench",
-        model=ModelStageConfig(torch_threads=args.actor_threads, enhance=enhance),
-        actors=ActorConfig(clips_per_batch=args.clips_per_batch),
-        rows_per_block=args.rows_per_block,
-        cpu_batch_size=args.cpu_batch_size,
-        write=WriteConfig(metrics=()),
-    )
+    def job(corpus: Path) -> DenoiseConfig:
+        return DenoiseConfig(
+            input_uri=str(corpus / "noisy"),
+            output_uri=str(corpus / "job_out"),
+            run_id="bench",
+            model=ModelStageConfig(torch_threads=args.actor_threads, enhance=enhance),
+            actors=ActorConfig(min_actors=args.actors, max_actors=args.actors, clips_per_batch=args.clips_per_batch),
+            rows_per_block=args.rows_per_block,
+            cpu_batch_size=args.cpu_batch_size,
+            write=WriteConfig(metrics=()),
+        )
+
+    config = job(root)
+    if args.fixed_clips and not args.long_file_seconds:
+        # What a job costs whatever its size (listing, actor start and model load, commit),
+        # so the marginal rate below is the job's throughput on a large corpus.
+        small_seconds = make_corpus(root / "small", args.fixed_clips, args.seconds_per_clip, 0.0)
+        small = run_denoise(job(root / "small"))
+        result["job_fixed_seconds"] = small["wall_seconds"]
+    time.sleep(2.0)  # let Ray's daemons settle before the idle sample
+    idle, _ = PeakRSS.sample()
     with PeakRSS() as memory:
         summary = run_denoise(config)
     result["job_audio_seconds_per_second"] = summary["audio_seconds_per_second"]
     result["job_wall_seconds"] = summary["wall_seconds"]
     result["job_errors"] = summary["errors"]
     result["peak_rss_gb"] = memory.peak / 1e9
+    result["idle_ray_rss_gb"] = idle / 1e9  # driver + Ray daemons before the job
+    result["peak_over_idle_gb"] = (memory.peak - idle) / 1e9
+    result["largest_process_gb"], result["largest_process"] = memory.largest[0] / 1e9, memory.largest[1]
+    if "job_fixed_seconds" in result:
+        marginal = (audio_seconds - small_seconds) / (summary["wall_seconds"] - result["job_fixed_seconds"])
+        result["job_marginal_audio_seconds_per_second"] = marginal
     if "loop_audio_seconds_per_second" in result:
-        result["job_over_loop"] = result["job_audio_seconds_per_second"] / result["loop_audio_seconds_per_second"]
+        loop = result["loop_audio_seconds_per_second"]
+        result["loop_model_load_seconds"] = LOOP_LOAD_SECONDS
+        # End to end: both sides from start to last file, the loop's model load included.
+        result["loop_end_to_end_audio_seconds_per_second"] = audio_seconds / (audio_seconds / loop + LOOP_LOAD_SECONDS)
+        result["job_over_loop"] = result["job_audio_seconds_per_second"] / result["loop_end_to_end_audio_seconds_per_second"]
+        if "job_marginal_audio_seconds_per_second" in result:
+            result["job_marginal_over_loop"] = result["job_marginal_audio_seconds_per_second"] / loop
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

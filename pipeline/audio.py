@@ -8,6 +8,7 @@ Arrays are float32. A decoded clip is ``(channels, samples)``; a mono signal is
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,6 +86,59 @@ def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return out.numpy()
 
 
+class StreamResampler:
+    """Resample a long signal piece by piece, equal (to float rounding) to :func:`resample` of the whole.
+
+    torchaudio's kernel reads ``width`` input samples either side of each
+    output sample, so each chunk is resampled with ``margin`` samples of real
+    context on both sides and the margins' output is dropped. Chunks hold a
+    multiple of the reduced input rate, so every chunk starts on an input
+    sample that maps to a whole output sample. Memory: one chunk plus margins.
+    """
+
+    def __init__(self, from_rate: int, to_rate: int, chunk_samples: int = 1 << 16) -> None:
+        self.from_rate, self.to_rate = from_rate, to_rate
+        g = math.gcd(from_rate, to_rate)
+        self._orig, self._new = from_rate // g, to_rate // g
+        # torchaudio's defaults: lowpass_filter_width=6, rolloff=0.99.
+        width = math.ceil(6 * self._orig / (min(self._orig, self._new) * 0.99))
+        self.margin = self._orig * (math.ceil((width + self._orig) / self._orig) + 1)
+        self.chunk = self._orig * max(1, -(-max(chunk_samples, self.margin) // self._orig))
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._history = 0  # samples at the buffer's start that are left context only
+
+    def process(self, piece: np.ndarray) -> np.ndarray:
+        """Feed (samples,) float32 at ``from_rate``; returns the output samples that are final."""
+        piece = np.asarray(piece, dtype=np.float32)
+        if self.from_rate == self.to_rate:
+            return piece
+        self._buffer = np.concatenate([self._buffer, piece])
+        out = []
+        while len(self._buffer) - self._history >= self.chunk + self.margin:
+            y = resample(self._buffer[: self._history + self.chunk + self.margin], self.from_rate, self.to_rate)
+            start = self._history * self._new // self._orig
+            out.append(y[start : start + self.chunk * self._new // self._orig])
+            self._buffer = self._buffer[self._history + self.chunk - self.margin :]
+            self._history = self.margin
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def finish(self) -> np.ndarray:
+        """The rest; the total is ``ceil(len(input) · to_rate / from_rate)`` samples, as :func:`resample` gives."""
+        if self.from_rate == self.to_rate or len(self._buffer) == self._history:
+            return np.zeros(0, dtype=np.float32)
+        y = resample(self._buffer, self.from_rate, self.to_rate)
+        self._buffer = np.zeros(0, dtype=np.float32)
+        return y[self._history * self._new // self._orig :]
+
+
+def resampled_length(length: int, from_rate: int, to_rate: int) -> int:
+    """Samples :func:`resample` returns for ``length`` input samples."""
+    if from_rate == to_rate:
+        return length
+    g = math.gcd(from_rate, to_rate)
+    return -(-length * (to_rate // g) // (from_rate // g))
+
+
 def encode(samples: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
     """(channels, samples) or (samples,) float32 → file bytes; clips to [-1, 1] for integer formats."""
     import soundfile as sf
@@ -92,11 +146,15 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str
     data = samples.T if samples.ndim == 2 else samples
     if subtype is None or not sf.check_format(fmt, subtype):
         subtype = sf.default_subtype(fmt)
-    if not subtype.startswith(("FLOAT", "DOUBLE")):
-        data = np.clip(data, -1.0, 1.0)
+    data = clip_for_subtype(data, subtype)
     buf = io.BytesIO()
     sf.write(buf, data, sample_rate, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+def clip_for_subtype(data: np.ndarray, subtype: str) -> np.ndarray:
+    """Integer sample formats clip to [-1, 1] (float formats keep overs, as the model may produce them)."""
+    return data if subtype.startswith(("FLOAT", "DOUBLE")) else np.clip(data, -1.0, 1.0)
 
 
 def format_for_key(key: str) -> str:

@@ -26,21 +26,51 @@ import pyarrow as pa
 from pipeline import schema as S
 from pipeline import storage
 from pipeline.config import to_dict
-from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, split_blocks, write_commit, write_parquet
+from pipeline.longform import LongFileWriter, StreamConfig
+from pipeline.runs import (
+    RunPaths,
+    TableWriter,
+    default_run_id,
+    init_ray,
+    read_commit,
+    split_blocks,
+    write_commit,
+    write_parquet,
+)
 from pipeline.stages import AUDIO, DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
 
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ActorConfig:
-    """Model-stage resources. ``use_gpu``: auto (GPU actors when the cluster has GPUs), yes, no."""
+    """Model-stage resources. ``use_gpu``: auto (GPU actors when the cluster has GPUs), yes, no.
 
-    min_actors: int = 1
-    max_actors: int = 1
+    ``min_actors``/``max_actors`` 0 mean auto: one actor per GPU on a GPU
+    cluster; on CPU, as many actors as fit in ``cpu_actor_share`` of the
+    cluster's CPUs at ``cpus_per_actor`` each (the rest is left to decode and
+    write). On CPU, several single-threaded actors beat one multi-threaded
+    actor: the model's small convolutions scale poorly over threads, and a
+    thread preempted by a CPU task stalls the others (docs/benchmarks.md).
+    """
+
+    min_actors: int = 0
+    max_actors: int = 0
     use_gpu: str = "auto"
     gpus_per_actor: float = 1.0
-    cpus_per_actor: float = 1.0
+    cpus_per_actor: float = 0.75
+    cpu_actor_share: float = 0.75
     clips_per_batch: int = 8
+
+    def resolve(self, cluster: dict[str, float]) -> tuple[bool, int, int]:
+        """(use GPUs, min actors, max actors) for a cluster's resources (``ray.cluster_resources()``)."""
+        gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
+        use_gpu = self.use_gpu == "yes" or (self.use_gpu == "auto" and gpus > 0)
+        if use_gpu:
+            auto = max(1, int(gpus // self.gpus_per_actor))
+        else:
+            auto = max(1, int(cpus * self.cpu_actor_share // self.cpus_per_actor))
+        high = self.max_actors or max(auto, self.min_actors)
+        return use_gpu, self.min_actors or high, high
 
 
 @dataclass(frozen=True)
@@ -59,6 +89,7 @@ class DenoiseConfig:
     ray_address: str | None = None
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     model: ModelStageConfig = field(default_factory=ModelStageConfig)
     actors: ActorConfig = field(default_factory=ActorConfig)
     write: WriteConfig = field(default_factory=WriteConfig)
@@ -86,12 +117,15 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     """The Ray Data plan: plain stage callables wired with their resources here."""
     import ray
 
-    decode = DecodeStage(config.input_uri, model_rate, config.decode, config.storage)
+    decode = DecodeStage(config.input_uri, model_rate, config.decode, config.storage, config.stream)
     write = WriteStage(run_id, paths.audio_uri, config.reference_uri, model_rate, config.write, config.storage)
+    long_files = LongFileWriter(
+        config.input_uri, paths.audio_uri, config.decode.channel_policy, config.write.output_format, config.stream, config.storage
+    )
     ds = ray.data.from_arrow(split_blocks(manifest, config.rows_per_block))
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(decode, **cpu)
-    ds = map_model(ds, config.actors, config.model, config.storage)
+    ds = map_model(ds, config.actors, config.model, config.storage, long_files=long_files)
     if config.reference_uri and config.write.metrics:
         # The actor emits one block per batch of clips; split it again so that
         # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
@@ -100,17 +134,26 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     return ds.map_batches(write, **cpu)
 
 
-def map_model(ds, actors: ActorConfig, model: ModelStageConfig, storage_config: storage.StorageConfig, output_column: str = AUDIO):
+def map_model(
+    ds,
+    actors: ActorConfig,
+    model: ModelStageConfig,
+    storage_config: storage.StorageConfig,
+    output_column: str = AUDIO,
+    long_files: LongFileWriter | None = None,
+):
     """Wire the model stage: an actor pool, one GPU per actor when the cluster has GPUs (or when asked)."""
     import ray
 
-    use_gpu = actors.use_gpu == "yes" or (actors.use_gpu == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
+    use_gpu, low, high = actors.resolve(ray.cluster_resources())
+    log.info("model stage: %d-%d %s actors", low, high, "GPU" if use_gpu else "CPU")
+    kwargs = {"config": model, "storage_config": storage_config, "output_column": output_column, "long_files": long_files}
     return ds.map_batches(
         ModelStage,
-        fn_constructor_kwargs={"config": model, "storage_config": storage_config, "output_column": output_column},
+        fn_constructor_kwargs=kwargs,
         batch_format="pyarrow",
         batch_size=actors.clips_per_batch,
-        compute=ray.data.ActorPoolStrategy(min_size=actors.min_actors, max_size=actors.max_actors),
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
         num_gpus=actors.gpus_per_actor if use_gpu else 0,
         num_cpus=actors.cpus_per_actor,
     )

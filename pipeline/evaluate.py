@@ -277,7 +277,8 @@ def run_evaluate(config: EvaluateConfig) -> dict:
             raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
         ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED)
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
-    ds = ds.map_batches(ScoreStage(run_id, config.models, config.metrics, config.sample_rate), udf_modifying_row_count=True, **cpu)
+    score = ScoreStage(run_id, config.models, config.metrics, config.sample_rate)
+    ds = ds.map_batches(score, udf_modifying_row_count=True, **cpu)
 
     writer = TableWriter(paths.clips_uri, S.EVAL_SCHEMA, 1_000_000, config.storage)
     tables = []

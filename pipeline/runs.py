@@ -117,8 +117,6 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, log_to_driver=True, configure_logging=False)
 
 
-
-
 def split_blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:
     """Slices of ``rows_per_block`` rows (zero-copy) so Ray Data starts with that many blocks."""
     return [table.slice(i, rows_per_block) for i in range(0, table.num_rows, rows_per_block)] or [table]

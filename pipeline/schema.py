@@ -36,6 +36,7 @@ CHANNELS = "channels"
 STATUS = "status"
 ERROR = "error"
 OUTPUT_KEY = "output_key"
+STREAMED = "streamed"  # long file enhanced block by block (no reference metrics)
 MODEL_ID = "model_id"
 SECONDS_DECODE = "seconds_decode"
 SECONDS_MODEL = "seconds_model"
@@ -70,6 +71,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field(STATUS, pa.string(), nullable=False),
         pa.field(ERROR, pa.string()),
         pa.field(OUTPUT_KEY, pa.string()),
+        pa.field(STREAMED, pa.bool_()),
         pa.field(MODEL_ID, pa.string()),
         pa.field(SECONDS_DECODE, pa.float64()),
         pa.field(SECONDS_MODEL, pa.float64()),

@@ -27,6 +27,7 @@ from pipeline import schema as S
 from pipeline import storage
 from pipeline.audio import AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.enhance import EnhanceConfig
+from pipeline.longform import LongFileWriter, StreamConfig, power_db, probe
 from pipeline.metrics import removed_noise_db, rms_dbfs, score_all
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ _CARRIED = [
     pa.field(SUBTYPE, pa.string()),
     pa.field(FORMAT, pa.string()),
     pa.field(S.SECONDS_DECODE, pa.float64()),
+    pa.field(S.STREAMED, pa.bool_()),
     pa.field(AUDIO, pa.large_binary()),
     pa.field(AUDIO_CHANNELS, pa.int32()),
 ]
@@ -95,21 +97,51 @@ class DecodeConfig:
     """``channel_policy``: downmix (default), first, or per_channel; ``max_seconds``: longer inputs are refused."""
 
     channel_policy: str = "downmix"
-    max_seconds: float = 4 * 3600.0
+    max_seconds: float = 24 * 3600.0
 
 
 class DecodeStage:
-    """Fetch → decode → validate → channel policy → resample to the model rate (CPU)."""
+    """Fetch → decode → validate → channel policy → resample to the model rate (CPU).
 
-    def __init__(self, input_uri: str, model_rate: int, config: DecodeConfig, storage_config: storage.StorageConfig) -> None:
+    Files longer than ``stream.stream_seconds`` are only probed and marked
+    ``streamed``: the model actor reads them block by block (:mod:`pipeline.longform`).
+    """
+
+    def __init__(
+        self,
+        input_uri: str,
+        model_rate: int,
+        config: DecodeConfig,
+        storage_config: storage.StorageConfig,
+        stream: StreamConfig | None = None,
+    ) -> None:
         self.input_uri, self.model_rate, self.config, self.storage = input_uri, model_rate, config, storage_config
+        self.stream = stream or StreamConfig()
+
+    def _probe_long(self, uri: str, out: dict) -> bool:
+        """Fill ``out`` from the header and return True when the file is to be streamed."""
+        info = probe(uri, self.storage)
+        if info.frames == 0:
+            raise AudioError("empty", "no samples")
+        if info.duration_seconds <= self.stream.stream_seconds:
+            return False
+        if info.duration_seconds > self.config.max_seconds:
+            raise AudioError("too_long", f"{info.duration_seconds:.0f} s > max_seconds={self.config.max_seconds:.0f}")
+        out.update({S.SAMPLE_RATE: info.sample_rate, S.CHANNELS: info.channels, S.DURATION_SECONDS: info.duration_seconds,
+                    FRAMES: info.frames, SUBTYPE: info.subtype, FORMAT: info.format, S.STREAMED: True})
+        return True
 
     def decode_row(self, row: dict) -> dict:
         start = time.perf_counter()
         out = {f.name: row.get(f.name) for f in _CARRIED}
-        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, AUDIO: None, AUDIO_CHANNELS: None})
+        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, AUDIO: None, AUDIO_CHANNELS: None, S.STREAMED: False})
+        uri = storage.join(self.input_uri, row[S.KEY])
         try:
-            audio = decode(storage.read_bytes(storage.join(self.input_uri, row[S.KEY]), self.storage))
+            size = row.get(S.SIZE) or 0  # 0-byte files go to decode(), which names them empty
+            if size and size >= self.stream.probe_bytes and self._probe_long(uri, out):
+                out[S.SECONDS_DECODE] = time.perf_counter() - start
+                return out
+            audio = decode(storage.read_bytes(uri, self.storage))
             out.update(
                 {
                     S.SAMPLE_RATE: audio.sample_rate,
@@ -138,12 +170,12 @@ class ModelStageConfig:
     """Model-actor settings.
 
     ``torch_threads``: intra-op threads of the actor's torch (0 keeps Ray's
-    default, one per reserved CPU). 2 measured best on a 2-core machine, where
-    one thread left the model idle while CPU tasks ran (docs/benchmarks.md).
+    default, one per reserved CPU). 1 with several actors measured best on
+    CPU (docs/benchmarks.md); GPU actors need no more.
     """
 
     checkpoint_uri: str | None = None
-    torch_threads: int = 2
+    torch_threads: int = 1
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
 
 
@@ -156,7 +188,13 @@ class ModelStage:
     passed through. Construction only reads, so Ray may restart the actor.
     """
 
-    def __init__(self, config: ModelStageConfig, storage_config: storage.StorageConfig, output_column: str = AUDIO) -> None:
+    def __init__(
+        self,
+        config: ModelStageConfig,
+        storage_config: storage.StorageConfig,
+        output_column: str = AUDIO,
+        long_files: LongFileWriter | None = None,
+    ) -> None:
         import torch
 
         from pipeline.checkpoints import load_model
@@ -168,10 +206,18 @@ class ModelStage:
         self.model_id = loaded.model_id
         self.enhancer = Enhancer(loaded.model, config.enhance)
         self.output_column = output_column
+        self.long_files = long_files
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.select([S.STATUS, AUDIO, AUDIO_CHANNELS]).to_pylist()
-        todo = [(i, c) for i, r in enumerate(rows) if r[S.STATUS] == S.STATUS_OK for c in unpack_audio(r[AUDIO], r[AUDIO_CHANNELS])]
+        optional = [c for c in (S.STREAMED, S.KEY, FORMAT, SUBTYPE) if c in batch.column_names]
+        rows = batch.select([S.STATUS, S.ERROR, AUDIO, AUDIO_CHANNELS, *optional]).to_pylist()
+        streamed = [i for i, r in enumerate(rows) if r[S.STATUS] == S.STATUS_OK and r.get(S.STREAMED)]
+        todo = [
+            (i, c)
+            for i, r in enumerate(rows)
+            if r[S.STATUS] == S.STATUS_OK and not r.get(S.STREAMED)
+            for c in unpack_audio(r[AUDIO], r[AUDIO_CHANNELS])
+        ]
         start = time.perf_counter()
         results = self.enhancer.enhance_many([signal for _, signal in todo]) if todo else []
         elapsed = time.perf_counter() - start
@@ -193,7 +239,30 @@ class ModelStage:
             new[S.REMOVED_NOISE_DB][i] = _finite(removed_noise_db(noisy.ravel(), enhanced.ravel()))
             new[S.GMM_NLL][i] = float(np.mean([p[2].gmm_nll for p in parts]))
             new[S.GMM_OCCUPANCY][i] = np.mean([p[2].gmm_occupancy for p in parts], axis=0).tolist()
-        return with_columns(batch, new, MODEL_FIELDS | {self.output_column: pa.large_binary()})
+        new[S.STATUS] = [r[S.STATUS] for r in rows]
+        new[S.ERROR] = [r[S.ERROR] for r in rows]
+        for i in streamed:
+            self._stream(rows[i], i, new)
+        types = MODEL_FIELDS | {self.output_column: pa.large_binary(), S.STATUS: pa.string(), S.ERROR: pa.string()}
+        return with_columns(batch, new, types)
+
+    def _stream(self, row: dict, i: int, new: dict[str, list]) -> None:
+        """Enhance a long file straight from the input to its output key (see :mod:`pipeline.longform`)."""
+        try:
+            if self.long_files is None:
+                raise RuntimeError("streamed row but the model stage has no long-file writer")
+            key, fmt, subtype = output_target(row, self.long_files.output_format)
+            result = self.long_files.run(self.enhancer, row[S.KEY], key, fmt, subtype)
+        except Exception as exc:  # the file's error, not the actor's
+            new[S.STATUS][i], new[S.ERROR][i] = S.STATUS_ERROR, error_text(exc)
+            return
+        new[S.SECONDS_MODEL][i] = result.seconds
+        new[S.INPUT_RMS_DBFS][i] = _finite(power_db(result.input_power))
+        new[S.OUTPUT_RMS_DBFS][i] = _finite(power_db(result.output_power))
+        ratio = result.removed_power / result.input_power if result.input_power > 0 else math.nan
+        new[S.REMOVED_NOISE_DB][i] = _finite(power_db(ratio))
+        new[S.GMM_NLL][i] = result.gmm_nll
+        new[S.GMM_OCCUPANCY][i] = result.gmm_occupancy
 
 
 MODEL_FIELDS = {
@@ -232,6 +301,14 @@ def output_key_for(key: str, output_format: str) -> str:
         return key
     stem = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
     return f"{stem}.{output_format.lower()}"
+
+
+def output_target(row: dict, output_format: str) -> tuple[str, str, str | None]:
+    """(output key, soundfile format, subtype) of a decoded row: the input's own unless ``output_format`` says otherwise."""
+    key = output_key_for(row[S.KEY], output_format)
+    if output_format == "same":
+        return key, row[FORMAT], row[SUBTYPE]
+    return key, format_for_key(key), None
 
 
 class WriteStage:
@@ -275,18 +352,22 @@ class WriteStage:
                 S.INPUT_MTIME: row[S.MTIME],
                 **{c: row.get(c) for c in (S.DURATION_SECONDS, S.SAMPLE_RATE, S.CHANNELS, S.STATUS, S.ERROR, S.MODEL_ID)},
                 **{c: row.get(c) for c in (S.SECONDS_DECODE, S.SECONDS_MODEL, S.INPUT_RMS_DBFS, S.OUTPUT_RMS_DBFS)},
-                **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY)},
+                **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY, S.STREAMED)},
             }
         )
         for name in S.QUALITY_COLUMNS:
             out[name] = math.nan
-        if row[S.STATUS] == S.STATUS_OK:
+        if row[S.STATUS] == S.STATUS_OK and row.get(S.STREAMED):
+            # The model actor already wrote it; metrics would need the whole hour in memory.
+            out[S.OUTPUT_KEY] = output_target(row, self.config.output_format)[0]
+            if self.reference_uri is not None:
+                out[S.METRICS_ERROR] = "streamed: reference metrics are not computed for streamed (long) files"
+        elif row[S.STATUS] == S.STATUS_OK:
             try:
                 enhanced = unpack_audio(row[AUDIO], row[AUDIO_CHANNELS])
-                key = output_key_for(row[S.KEY], self.config.output_format)
-                fmt = row[FORMAT] if self.config.output_format == "same" else format_for_key(key)
+                key, fmt, subtype = output_target(row, self.config.output_format)
                 back = np.stack([fit_length(resample(c, self.model_rate, row[S.SAMPLE_RATE]), row[FRAMES]) for c in enhanced])
-                data = encode(back, row[S.SAMPLE_RATE], fmt, row[SUBTYPE] if self.config.output_format == "same" else None)
+                data = encode(back, row[S.SAMPLE_RATE], fmt, subtype)
                 storage.write_bytes(storage.join(self.audio_uri, key), data, self.storage)
                 out[S.OUTPUT_KEY] = key
                 scores, metrics_error = self._metrics(row[S.KEY], enhanced)

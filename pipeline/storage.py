@@ -95,6 +95,14 @@ def write_bytes(uri: str, data: bytes, config: StorageConfig | None = None) -> N
         f.write(data)
 
 
+def put_file(local_path: str, uri: str, config: StorageConfig | None = None) -> None:
+    """Upload a local file to ``uri`` (multipart on object stores); local parents are created."""
+    fs, path = filesystem(uri, config)
+    if protocol_of(uri) == "file":
+        fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.put_file(local_path, path)
+
+
 def exists(uri: str, config: StorageConfig | None = None) -> bool:
     fs, path = filesystem(uri, config)
     return fs.exists(path)

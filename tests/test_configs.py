@@ -32,3 +32,23 @@ def test_overrides_are_typed_and_checked(tmp_path):
         load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"), {"optim.learning_rat": 1.0})
     with pytest.raises(ConfigError, match="expected int"):
         load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"), {"optim.epochs": "many"})
+
+
+@pytest.mark.parametrize(
+    "actors, cluster, expected",
+    [
+        ({}, {"CPU": 2.0}, (False, 2, 2)),  # 3/4 of 2 CPUs at 0.75 each
+        ({}, {"CPU": 16.0}, (False, 16, 16)),
+        ({}, {"CPU": 1.0}, (False, 1, 1)),
+        ({}, {"CPU": 32.0, "GPU": 4.0}, (True, 4, 4)),  # one per GPU
+        ({"gpus_per_actor": 0.5}, {"CPU": 8.0, "GPU": 2.0}, (True, 4, 4)),
+        ({"use_gpu": "no"}, {"CPU": 4.0, "GPU": 1.0}, (False, 4, 4)),
+        ({"use_gpu": "yes"}, {"CPU": 4.0}, (True, 1, 1)),
+        ({"min_actors": 1, "max_actors": 4}, {"CPU": 2.0}, (False, 1, 4)),
+        ({"max_actors": 3}, {"CPU": 64.0}, (False, 3, 3)),
+    ],
+)
+def test_actor_pool_size_follows_the_cluster(actors, cluster, expected):
+    from pipeline.denoise import ActorConfig
+
+    assert ActorConfig(**actors).resolve(cluster) == expected
