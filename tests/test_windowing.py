@@ -3,6 +3,7 @@ import pytest
 
 from pipeline.enhance import EnhanceConfig, Enhancer
 from pipeline.windowing import WindowConfig, crossfade_weight, frame, num_windows, overlap_add
+from tests.conftest import IdentityModel
 
 
 @pytest.mark.parametrize("length", [0, 1, 999, 1000, 1001, 2500, 10_007])
@@ -75,3 +76,45 @@ def test_padding_the_last_batch_changes_nothing(rng):
         assert enhancer.pad == (pad == "yes")
         outs.append(enhancer.enhance(x, 16000)[0])
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+
+
+class _RecordingIdentity(IdentityModel):
+    """Identity model that remembers the window widths it was called with."""
+
+    def __init__(self) -> None:
+        self.widths: list[int] = []
+
+    def enhance(self, windows):
+        self.widths.append(int(windows.shape[1]))
+        return super().enhance(windows)
+
+
+def test_short_clips_run_in_bucket_windows(rng):
+    model = _RecordingIdentity()
+    enhancer = Enhancer(model, EnhanceConfig(window=WindowConfig(2.0, 0.25)))
+    lengths = [1, 3000, 4000, 4001, 9000, 16_000, 16_001, 40_000]
+    signals = [rng.standard_normal(n).astype(np.float32) for n in lengths]
+    for signal, (out, stats) in zip(signals, enhancer.enhance_many(signals)):
+        np.testing.assert_allclose(out, signal, atol=1e-6)
+        assert stats.gmm_occupancy == pytest.approx([1.0])
+    # 2 s = 32000 samples: 0.25 s, 0.5 s and 1 s buckets, then full windows.
+    assert sorted(set(model.widths)) == [4000, 8000, 16_000, 32_000]
+    assert [enhancer.geometry(n)[0] for n in lengths] == [4000, 4000, 4000, 8000, 16_000, 16_000, 32_000, 32_000]
+    unbucketed = Enhancer(IdentityModel(), EnhanceConfig(short_clip_buckets=0))
+    assert {unbucketed.geometry(n)[0] for n in lengths} == {32_000}
+
+
+@pytest.mark.parametrize("length", [3000, 9000, 50_000])
+def test_streaming_equals_whole_clip_with_a_real_model(length, rng):
+    import torch
+
+    from model import DiffGMM, DiffGMMConfig
+
+    torch.manual_seed(0)
+    model = DiffGMM(DiffGMMConfig(hidden_channels=8, depth=2, bottleneck_blocks=1, feature_channels=8))
+    enhancer = Enhancer(model, EnhanceConfig(window=WindowConfig(1.0, 0.2), batch_windows=3))
+    x = (0.1 * rng.standard_normal(length)).astype(np.float32)
+    whole, whole_stats = enhancer.enhance_many([x])[0]
+    parts = list(enhancer.enhance_stream(iter([x[i : i + 2500] for i in range(0, length, 2500)]), length))
+    np.testing.assert_allclose(np.concatenate([p for p, _ in parts]), whole, atol=1e-5)
+    assert parts[-1][1].gmm_nll == pytest.approx(whole_stats.gmm_nll, rel=1e-4)
