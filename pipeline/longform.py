@@ -99,15 +99,14 @@ class _Tee:
 
     def __init__(self, pieces: Iterator[np.ndarray]) -> None:
         self.pieces, self.pending = pieces, collections.deque()
-        self.pending_samples = 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for piece in self.pieces:
             self.pending.append(piece)
-            self.pending_samples += len(piece)
             yield piece
 
     def take(self, count: int) -> np.ndarray:
+        """The next ``count`` input samples, in order."""
         parts, need = [], count
         while need:
             head = self.pending.popleft()
@@ -116,7 +115,6 @@ class _Tee:
                 head = head[:need]
             parts.append(head)
             need -= len(head)
-        self.pending_samples -= count
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
@@ -183,8 +181,8 @@ class LongFileWriter:
                 for parts in zip(*streams):
                     outs = []
                     for tee, back, (enhanced, clip_stats) in zip(tees, backs, parts):
-                        noisy = tee.take(len(enhanced)).astype(np.float64)
-                        power += [np.dot(noisy, noisy), np.dot(enhanced, enhanced), np.sum(np.square(noisy - enhanced))]
+                        noisy, clean = tee.take(len(enhanced)).astype(np.float64), enhanced.astype(np.float64)
+                        power += [np.dot(noisy, noisy), np.dot(clean, clean), np.sum(np.square(noisy - clean))]
                         outs.append(back.process(enhanced))
                         if clip_stats is not None:
                             outs[-1] = np.concatenate([outs[-1], back.finish()])
