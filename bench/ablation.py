@@ -7,7 +7,7 @@ validation set and on vbd-debug. Single process, so several variants can share
 a small machine; it calls the same `train_step`/`validate` as `diffgmm train`.
 
     python bench/ablation.py --variant T2K5 --steps 1000 --threads 1 --out /tmp/ablation
-    python bench/ablation.py --report /tmp/ablation          # markdown table + docs/bench/ablation.json
+    python bench/ablation.py --report /tmp/ablation --json docs/bench/ablation_1000_steps.json   # markdown tables
 """
 
 from __future__ import annotations
@@ -93,21 +93,29 @@ def train_variant(args) -> dict:
     return result
 
 
-def report(folder: str) -> None:
+def report(folder: str, json_path: str | None) -> None:
     results = sorted((json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")),
                      key=lambda r: (r["num_components"], r["num_steps"]))
     if not results:
         raise SystemExit(f"no */result.json under {folder}")
     first = results[0]
-    print(f"| variant | T | K | params | s/step | held-out PESQ-WB | held-out SI-SDR dB | vbd PESQ-WB | vbd SI-SDR dB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    print(f"| noisy input | | | | | {first['heldout']['input_pesq_wb']:.3f} | {first['heldout']['input_si_sdr_db']:.2f} "
+    print("| variant | T | K | params | held-out PESQ-WB | held-out SI-SDR dB | vbd PESQ-WB | vbd SI-SDR dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| noisy input | | | | {first['heldout']['input_pesq_wb']:.3f} | {first['heldout']['input_si_sdr_db']:.2f} "
           f"| {first['vbd_debug']['input_pesq_wb']:.3f} | {first['vbd_debug']['input_si_sdr_db']:.2f} |")
     for r in results:
         h, v = r["heldout"], r["vbd_debug"]
         print(f"| {r['variant']} | {r['num_steps']} | {r['num_components']} | {r['parameters'] / 1e6:.2f} M "
-              f"| {r['train_seconds_per_step']:.2f} | {h['pesq_wb']:.3f} | {h['si_sdr_db']:.2f} | {v['pesq_wb']:.3f} | {v['si_sdr_db']:.2f} |")
-    (ROOT / "docs/bench/ablation.json").write_text(json.dumps(results, indent=1))
+              f"| {h['pesq_wb']:.3f} | {h['si_sdr_db']:.2f} | {v['pesq_wb']:.3f} | {v['si_sdr_db']:.2f} |")
+    steps = [h["step"] for h in first["history"]]
+    print()
+    print("| variant | " + " | ".join(f"step {s}: PESQ-WB / SI-SDR" for s in steps) + " |")
+    print("|---|" + "---|" * len(steps))
+    for r in results:
+        cells = [f"{h['pesq_wb']:.3f} / {h['si_sdr_db']:.2f}" for h in r["history"]]
+        print(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=1))
 
 
 def main() -> None:
@@ -120,10 +128,11 @@ def main() -> None:
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared/corpora"))
     parser.add_argument("--vbd", default=str(ROOT.parent / "shared/testdata/vbd-debug"))
     parser.add_argument("--report", metavar="FOLDER", help="print the table of finished variants")
+    parser.add_argument("--json", help="with --report: also write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.report:
-        report(args.report)
+        report(args.report, args.json)
     elif args.variant:
         train_variant(args)
     else:

@@ -33,6 +33,8 @@ def print_summary(summary: dict) -> None:
         f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s "
         f"= {summary['audio_seconds_per_second']:.1f}x real time"
     )
+    if summary.get("streamed"):
+        print(f"{summary['streamed']} long files streamed block by block (no reference metrics for them)")
     if summary["errors_by_kind"]:
         print("errors by kind: " + json.dumps(summary["errors_by_kind"]))
     print(f"outputs: {summary['run_uri']}")

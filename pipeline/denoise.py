@@ -161,7 +161,7 @@ def map_model(
 
 def summarize(table: pa.Table, wall_seconds: float) -> dict:
     """Counts, hours, errors by kind and throughput of a finished run's clip table."""
-    rows = table.select([S.STATUS, S.ERROR, S.DURATION_SECONDS]).to_pylist()
+    rows = table.select([S.STATUS, S.ERROR, S.DURATION_SECONDS, S.STREAMED]).to_pylist()
     ok = [r for r in rows if r[S.STATUS] == S.STATUS_OK]
     kinds = collections.Counter((r[S.ERROR] or "unknown").split(":", 1)[0] for r in rows if r[S.STATUS] != S.STATUS_OK)
     audio_seconds = sum(r[S.DURATION_SECONDS] or 0.0 for r in ok)
@@ -170,6 +170,7 @@ def summarize(table: pa.Table, wall_seconds: float) -> dict:
         "ok": len(ok),
         "errors": len(rows) - len(ok),
         "errors_by_kind": dict(sorted(kinds.items())),
+        "streamed": sum(1 for r in ok if r[S.STREAMED]),
         "audio_seconds": audio_seconds,
         "audio_hours": audio_seconds / 3600.0,
         "wall_seconds": wall_seconds,
@@ -207,7 +208,7 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
     ds = build_dataset(config, manifest, run_id, model_rate, paths)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         writer.write(batch)
-        tables.append(batch.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.DURATION_SECONDS]))
+        tables.append(batch.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.DURATION_SECONDS, S.STREAMED]))
     writer.close()
     done = pa.concat_tables(tables) if tables else S.CLIP_SCHEMA.empty_table()
     _check_complete(manifest, done)

@@ -141,8 +141,8 @@ def test_streamed_long_files_match_the_in_memory_path(ray_local, tmp_path, tiny_
     # Every non-empty file counts as long here, so all of them take the streaming path.
     streamed = _config(tmp_path, f"{root}/noisy", out, f"{root}/clean", tiny_checkpoint, run_id="streamed",
                        stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3))
-    run_denoise(whole)
-    run_denoise(streamed)
+    assert run_denoise(whole)["streamed"] == 0
+    assert run_denoise(streamed)["streamed"] == sum(1 for v in expect.values() if v == "ok")
     tables = {run: {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(out, run).clips_uri).to_pylist()} for run in ("whole", "streamed")}
     assert {k: r[S.STATUS] for k, r in tables["streamed"].items()} == expect
     assert tables["streamed"]["corrupt.wav"][S.ERROR].startswith("decode:")
