@@ -61,14 +61,20 @@ class ActorConfig:
     cpu_actor_share: float = 0.75
     clips_per_batch: int = 8
 
-    def resolve(self, cluster: dict[str, float]) -> tuple[bool, int, int]:
-        """(use GPUs, min actors, max actors) for a cluster's resources (``ray.cluster_resources()``)."""
+    def resolve(self, cluster: dict[str, float], blocks: int | None = None) -> tuple[bool, int, int]:
+        """(use GPUs, min actors, max actors) for a cluster's resources (``ray.cluster_resources()``).
+
+        An automatic pool never exceeds ``blocks``, the input's block count: a
+        small job would only start actors that get no work.
+        """
         gpus, cpus = cluster.get("GPU", 0.0), cluster.get("CPU", 1.0)
         use_gpu = self.use_gpu == "yes" or (self.use_gpu == "auto" and gpus > 0)
         if use_gpu:
             auto = max(1, int(gpus // self.gpus_per_actor))
         else:
             auto = max(1, int(cpus * self.cpu_actor_share // self.cpus_per_actor))
+        if blocks:
+            auto = min(auto, blocks)
         high = self.max_actors or max(auto, self.min_actors)
         return use_gpu, self.min_actors or high, high
 
@@ -122,10 +128,11 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     long_files = LongFileWriter(
         config.input_uri, paths.audio_uri, config.decode.channel_policy, config.write.output_format, config.stream, config.storage
     )
-    ds = ray.data.from_arrow(split_blocks(manifest, config.rows_per_block))
+    blocks = split_blocks(manifest, config.rows_per_block)
+    ds = ray.data.from_arrow(blocks)
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(decode, **cpu)
-    ds = map_model(ds, config.actors, config.model, config.storage, long_files=long_files)
+    ds = map_model(ds, config.actors, config.model, config.storage, long_files=long_files, blocks=len(blocks))
     if config.reference_uri and config.write.metrics:
         # The actor emits one block per batch of clips; split it again so that
         # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
@@ -141,11 +148,12 @@ def map_model(
     storage_config: storage.StorageConfig,
     output_column: str = AUDIO,
     long_files: LongFileWriter | None = None,
+    blocks: int | None = None,
 ):
     """Wire the model stage: an actor pool, one GPU per actor when the cluster has GPUs (or when asked)."""
     import ray
 
-    use_gpu, low, high = actors.resolve(ray.cluster_resources())
+    use_gpu, low, high = actors.resolve(ray.cluster_resources(), blocks)
     log.info("model stage: %d-%d %s actors", low, high, "GPU" if use_gpu else "CPU")
     kwargs = {"config": model, "storage_config": storage_config, "output_column": output_column, "long_files": long_files}
     return ds.map_batches(

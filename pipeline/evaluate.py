@@ -267,7 +267,8 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     pairs = pair_table(config)
     model_id = None
     init_ray(config.ray_address)
-    ds = ray.data.from_arrow(split_blocks(pairs, config.rows_per_block))
+    blocks = split_blocks(pairs, config.rows_per_block)
+    ds = ray.data.from_arrow(blocks)
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(PairLoadStage(config.sample_rate, config.storage), **cpu)
     if DIFFGMM in config.models:
@@ -275,7 +276,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         model_id = loaded.model_id
         if loaded.model.config.sample_rate != config.sample_rate:
             raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
-        ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED)
+        ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED, blocks=len(blocks))
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
     score = ScoreStage(run_id, config.models, config.metrics, config.sample_rate)
     ds = ds.map_batches(score, udf_modifying_row_count=True, **cpu)

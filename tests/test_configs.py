@@ -52,3 +52,11 @@ def test_actor_pool_size_follows_the_cluster(actors, cluster, expected):
     from pipeline.denoise import ActorConfig
 
     assert ActorConfig(**actors).resolve(cluster) == expected
+
+
+def test_automatic_actor_pool_never_exceeds_the_input_blocks():
+    from pipeline.denoise import ActorConfig
+
+    assert ActorConfig().resolve({"CPU": 16.0}, blocks=3) == (False, 3, 3)
+    assert ActorConfig().resolve({"CPU": 32.0, "GPU": 4.0}, blocks=1) == (True, 1, 1)
+    assert ActorConfig(max_actors=4).resolve({"CPU": 16.0}, blocks=1) == (False, 4, 4)  # explicit wins
