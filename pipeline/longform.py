@@ -12,7 +12,6 @@ file's length; nothing reaches the output prefix until the whole file is done.
 from __future__ import annotations
 
 import collections
-import math
 import os
 import tempfile
 import time
@@ -202,10 +201,3 @@ class LongFileWriter:
             removed_power=power[2] / total,
             seconds=time.perf_counter() - start,
         )
-
-
-def power_db(power: float) -> float:
-    """Mean square → dB (−inf for silence, NaN when undefined)."""
-    if not math.isfinite(power):
-        return math.nan
-    return 10.0 * math.log10(power) if power > 0 else -math.inf

@@ -168,12 +168,18 @@ def join_errors(scores: dict[str, Score]) -> str | None:
     return "; ".join(parts) or None
 
 
+def power_db(power: float) -> float:
+    """Mean square (or an energy ratio) → 10·log10 in dB: −inf for 0, NaN when not finite."""
+    if not math.isfinite(power):
+        return math.nan
+    return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
 def rms_dbfs(signal: np.ndarray) -> float:
     """Level as 20·log10(rms), −inf for silence → reported as NaN by callers that need finite values."""
     if signal.size == 0:
         return math.nan
-    power = float(np.mean(np.square(signal, dtype=np.float64)))
-    return 10.0 * math.log10(power) if power > 0 else -math.inf
+    return power_db(float(np.mean(np.square(signal, dtype=np.float64))))
 
 
 def removed_noise_db(noisy: np.ndarray, enhanced: np.ndarray) -> float:
@@ -181,7 +187,6 @@ def removed_noise_db(noisy: np.ndarray, enhanced: np.ndarray) -> float:
     x = noisy.astype(np.float64)
     removed = x - enhanced.astype(np.float64)
     den = float(np.dot(x, x))
-    num = float(np.dot(removed, removed))
     if den == 0:
         return math.nan
-    return 10.0 * math.log10(num / den) if num > 0 else -math.inf
+    return power_db(float(np.dot(removed, removed)) / den)

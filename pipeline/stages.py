@@ -27,8 +27,8 @@ from pipeline import schema as S
 from pipeline import storage
 from pipeline.audio import AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.enhance import EnhanceConfig
-from pipeline.longform import LongFileWriter, StreamConfig, power_db, probe
-from pipeline.metrics import removed_noise_db, rms_dbfs, score_all
+from pipeline.longform import LongFileWriter, StreamConfig, probe
+from pipeline.metrics import power_db, removed_noise_db, rms_dbfs, score_all
 
 log = logging.getLogger(__name__)
 
