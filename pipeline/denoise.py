@@ -61,6 +61,22 @@ class ActorConfig:
     cpu_actor_share: float = 0.75
     clips_per_batch: int = 8
 
+    def __post_init__(self) -> None:
+        if self.use_gpu not in ("auto", "yes", "no"):
+            raise ValueError("actors.use_gpu must be auto, yes or no")
+
+    def check_cpu_share(self, cpus_per_cpu_task: float) -> None:
+        """Refuse a CPU-task share equal to the actor's.
+
+        Ray Data fuses a task stage into the following actor stage when their
+        CPU shares are equal; CPU work would then stall the model.
+        """
+        if cpus_per_cpu_task == self.cpus_per_actor:
+            raise ValueError(
+                "cpus_per_cpu_task must differ from actors.cpus_per_actor, "
+                "else Ray Data fuses decode into the model actor and CPU work stalls the model"
+            )
+
     def resolve(self, cluster: dict[str, float], blocks: int | None = None) -> tuple[bool, int, int]:
         """(use GPUs, min actors, max actors) for a cluster's resources (``ray.cluster_resources()``).
 
@@ -103,13 +119,7 @@ class DenoiseConfig:
     def __post_init__(self) -> None:
         if not self.input_uri or not self.output_uri:
             raise ValueError("input_uri and output_uri are required")
-        if self.actors.use_gpu not in ("auto", "yes", "no"):
-            raise ValueError("actors.use_gpu must be auto, yes or no")
-        if self.cpus_per_cpu_task == self.actors.cpus_per_actor:
-            raise ValueError(
-                "cpus_per_cpu_task must differ from actors.cpus_per_actor, "
-                "else Ray Data fuses decode into the model actor and CPU work stalls the model"
-            )
+        self.actors.check_cpu_share(self.cpus_per_cpu_task)
 
 
 def _remove_partial(paths: RunPaths, config: storage.StorageConfig) -> None:

@@ -78,6 +78,7 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if not self.output_uri:
             raise ValueError("output_uri is required")
+        self.actors.check_cpu_share(self.cpus_per_cpu_task)
         if not self.pairs_uri and not (self.clean_uri and self.noisy_uri):
             raise ValueError("give clean_uri and noisy_uri, or pairs_uri")
         unknown = set(self.models) - set(BASELINES) - {DIFFGMM}

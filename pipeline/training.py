@@ -1,7 +1,7 @@
 """Training steps, corpora loading and validation shared by every executor.
 
-The Ray Train job (:mod:`pipeline.train_job`) and the single-process loop
-(:func:`fit_local`) call the same :func:`train_step` and :func:`validate`, so
+The Ray Train job (:mod:`pipeline.train_job`) and the single-process loops
+(``bench/train_local.py``, ``bench/ablation.py``) call the same :func:`train_step` and :func:`validate`, so
 what is measured locally is what runs on a cluster.
 """
 

@@ -60,3 +60,17 @@ def test_automatic_actor_pool_never_exceeds_the_input_blocks():
     assert ActorConfig().resolve({"CPU": 16.0}, blocks=3) == (False, 3, 3)
     assert ActorConfig().resolve({"CPU": 32.0, "GPU": 4.0}, blocks=1) == (True, 1, 1)
     assert ActorConfig(max_actors=4).resolve({"CPU": 16.0}, blocks=1) == (False, 4, 4)  # explicit wins
+
+
+def test_actor_settings_are_checked_for_every_job_that_wires_the_model():
+    from pipeline.denoise import ActorConfig
+    from pipeline.evaluate import EvaluateConfig
+
+    with pytest.raises(ValueError, match="use_gpu"):
+        ActorConfig(use_gpu="maybe")
+    same = ActorConfig(cpus_per_actor=0.5)
+    with pytest.raises(ValueError, match="fuses"):
+        DenoiseConfig(input_uri="a", output_uri="b", cpus_per_cpu_task=0.5, actors=same)
+    with pytest.raises(ValueError, match="fuses"):
+        EvaluateConfig(output_uri="b", clean_uri="c", noisy_uri="n", cpus_per_cpu_task=0.5, actors=same)
+    DenoiseConfig(input_uri="a", output_uri="b", cpus_per_cpu_task=0.5, actors=ActorConfig(cpus_per_actor=0.75))
