@@ -90,11 +90,11 @@ def make_corpus(root: Path, clips: int, seconds: float, long_seconds: float) -> 
     return clips * seconds
 
 
-LOOP_LOAD_SECONDS = 0.0
+def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance) -> tuple[float, float]:
+    """decode → resample → enhance (windows packed across clips) → resample back → encode → write.
 
-
-def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance) -> float:
-    """decode → resample → enhance (windows packed across clips) → resample back → encode → write."""
+    Returns (seconds over the files, seconds to load the model before them).
+    """
     import torch
 
     from pipeline.audio import decode, encode, resample, to_channels
@@ -102,12 +102,10 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance
     from pipeline.enhance import Enhancer
 
     torch.set_num_threads(threads)
-    loaded = time.perf_counter()
+    loading = time.perf_counter()
     enhancer = Enhancer(load_model().model, enhance)
     files = sorted((root / "noisy").rglob("*.wav"))
     start = time.perf_counter()
-    global LOOP_LOAD_SECONDS
-    LOOP_LOAD_SECONDS = start - loaded
     for i in range(0, len(files), clips_per_batch):
         batch = files[i : i + clips_per_batch]
         decoded = [decode(p.read_bytes()) for p in batch]
@@ -116,7 +114,7 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance
             target = out / path.relative_to(root / "noisy")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(encode(resample(enhanced, 16000, audio.sample_rate), audio.sample_rate, "WAV", audio.subtype))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, start - loading
 
 
 def main() -> None:
@@ -152,8 +150,9 @@ def main() -> None:
     audio_seconds = make_corpus(root, args.clips, args.seconds_per_clip, args.long_file_seconds)
     result = {"clips": 1 if args.long_file_seconds else args.clips, "audio_seconds": audio_seconds}
     if not args.no_loop:
-        loop_seconds = bare_loop(root, root / "loop_out", args.clips_per_batch, args.threads, enhance)
+        loop_seconds, load_seconds = bare_loop(root, root / "loop_out", args.clips_per_batch, args.threads, enhance)
         result["loop_audio_seconds_per_second"] = audio_seconds / loop_seconds
+        result["loop_model_load_seconds"] = load_seconds
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     def job(corpus: Path) -> DenoiseConfig:
@@ -191,9 +190,8 @@ def main() -> None:
         result["job_marginal_audio_seconds_per_second"] = marginal
     if "loop_audio_seconds_per_second" in result:
         loop = result["loop_audio_seconds_per_second"]
-        result["loop_model_load_seconds"] = LOOP_LOAD_SECONDS
         # End to end: both sides from start to last file, the loop's model load included.
-        result["loop_end_to_end_audio_seconds_per_second"] = audio_seconds / (audio_seconds / loop + LOOP_LOAD_SECONDS)
+        result["loop_end_to_end_audio_seconds_per_second"] = audio_seconds / (loop_seconds + load_seconds)
         result["job_over_loop"] = result["job_audio_seconds_per_second"] / result["loop_end_to_end_audio_seconds_per_second"]
         if "job_marginal_audio_seconds_per_second" in result:
             result["job_marginal_over_loop"] = result["job_marginal_audio_seconds_per_second"] / loop
