@@ -4,6 +4,7 @@
     python bench/job_throughput.py --clips 1000 --no-loop                 # peak memory at 1k clips
     python bench/job_throughput.py --clips 10000 --no-loop                # … and at 10k
     python bench/job_throughput.py --long-file-seconds 3600 --no-loop     # one 1-hour file
+    python bench/job_throughput.py --clips 100 --no-loop --metrics dnsmos # what DNSMOS costs the job
 
 Peak memory is the largest sum of RSS over this process and every Ray
 process, sampled every 0.2 s (the object store's shared pages are counted in
@@ -133,6 +134,7 @@ def main() -> None:
     parser.add_argument("--window-seconds", type=float, default=2.0, help="model window (both sides)")
     parser.add_argument("--fixed-clips", type=int, default=16,
                         help="also run the job on this many clips first, to separate its fixed cost (0: skip)")
+    parser.add_argument("--metrics", nargs="*", default=[], help="write.metrics of the job (e.g. dnsmos: its cost)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -164,7 +166,7 @@ def main() -> None:
             actors=ActorConfig(min_actors=args.actors, max_actors=args.actors, clips_per_batch=args.clips_per_batch),
             rows_per_block=args.rows_per_block,
             cpu_batch_size=args.cpu_batch_size,
-            write=WriteConfig(metrics=()),
+            write=WriteConfig(metrics=tuple(args.metrics)),
         )
 
     config = job(root)

@@ -5,11 +5,16 @@ Runs the model stage's code path (``Enhancer.enhance_windows`` on fixed
 machine that has torch but no Ray.
 
     python bench/model_throughput.py [--device cpu|cuda] [--threads N] [--seconds S] [--json out.json]
+    python bench/model_throughput.py --threads 1 --steps 1 2 3 --set representation=waveform ...
+
+The model is the shipped recipe's (``jobs/configs/train-default.yaml``, random
+weights: speed does not depend on them); ``--set`` overrides its fields.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -22,8 +27,18 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+import yaml  # noqa: E402
+
 from model import DiffGMM, DiffGMMConfig  # noqa: E402
 from pipeline.enhance import EnhanceConfig, Enhancer  # noqa: E402
+
+RECIPE = Path(__file__).resolve().parents[1] / "jobs/configs/train-default.yaml"
+
+
+def recipe_model_config(overrides: dict) -> DiffGMMConfig:
+    """The shipped recipe's model config with ``overrides``; read as plain YAML (no Ray, no pyarrow needed)."""
+    values = yaml.safe_load(RECIPE.read_text())["model"]
+    return DiffGMMConfig(**{**values, **overrides})
 
 
 def sync(device: str) -> None:
@@ -72,6 +87,7 @@ def run(device: str, threads: int, seconds: float, config: DiffGMMConfig) -> dic
     return {
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "representation": config.representation,
         "num_steps": config.num_steps,
         "num_components": config.num_components,
         "params": sum(p.numel() for p in enhancer.model.parameters()),
@@ -90,13 +106,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, nargs="*", default=[DiffGMMConfig().num_steps])
+    parser.add_argument("--steps", type=int, nargs="*", help="reverse steps T to measure (default: the recipe's)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a model config field")
     parser.add_argument("--json")
     args = parser.parse_args()
-    results = [run(args.device, args.threads, args.seconds, DiffGMMConfig(num_steps=t)) for t in args.steps]
+    base = recipe_model_config({k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)})
+    steps = args.steps or [base.num_steps]
+    results = [run(args.device, args.threads, args.seconds, dataclasses.replace(base, num_steps=t)) for t in steps]
     for r in results:
         print(
-            f"{r['device']} threads={r['threads']} T={r['num_steps']} K={r['num_components']}: "
+            f"{r['device']} threads={r['threads']} {r['representation']} T={r['num_steps']} K={r['num_components']} "
+            f"{r['params'] / 1e6:.2f} M params: "
             f"{r['audio_seconds_per_second']:.1f}x real time, {r['gflops_per_audio_second']:.3f} GFLOP/audio-s, "
             f"{r['achieved_gflops_per_second']:.1f} GFLOP/s achieved = {100 * r['fraction_of_matmul']:.1f}% "
             f"of measured matmul {r['matmul_gflops_per_second']:.1f} GFLOP/s"

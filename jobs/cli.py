@@ -19,7 +19,7 @@ def _set(values: list[str]) -> dict:
     for item in values or []:
         key, sep, raw = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
+            raise ValueError(f"--set expects key=value, got {item!r}")
         out[key] = yaml.safe_load(raw)
     return out
 
@@ -70,12 +70,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", dest="pairs_uri", help="CSV or Parquet manifest with clean_uri,noisy_uri columns")
     p.add_argument("--output", dest="output_uri", help="where the table and summary go")
     p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
-    p.add_argument("--models", help="comma-separated: diffgmm,noisy,spectral_gating,wiener")
+    p.add_argument("--models", help="comma-separated: diffgmm,rnnoise,noisy,spectral_gating,wiener")
     p.add_argument("--run-id")
 
-    p = sub.add_parser("train", help="train DiffGMM with Ray Train (TorchTrainer)")
+    p = sub.add_parser("train", help="train DiffGMM from a recipe: Ray Train (TorchTrainer) or one local process")
     _common(p)
     p.add_argument("--name", help="run name; rerunning the same name resumes it")
+    p.add_argument("--executor", choices=("ray", "local"), default="ray",
+                   help="ray: Ray Train workers fed by Ray Data; local: this process only, no Ray (CPU or one GPU)")
+    p.add_argument("--device", default="auto", help="local executor only: auto, cpu, cuda")
+
+    p = sub.add_parser("query", help="SQL over every committed run under an output prefix (views: clips, latest, evals, runs)")
+    p.add_argument("output_uri", help="the output prefix a denoise/evaluate job wrote (local path or s3://…)")
+    p.add_argument("sql", nargs="?", help="DuckDB SQL over the views; default: one row per run")
+    named = p.add_mutually_exclusive_group()
+    named.add_argument("--worst", type=int, metavar="N", help="the N worst clips of a run (--run-id, default the newest) by --metric")
+    named.add_argument("--errors", action="store_true", help="error rows counted by kind (latest results, or --run-id)")
+    named.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="per-clip metrics of two runs and B − A")
+    named.add_argument("--noise-profile", action="store_true", help="mean mixture occupancy and removed noise per folder")
+    p.add_argument("--metric", default="pesq_wb", help="with --worst (default pesq_wb; e.g. dnsmos_ovrl, removed_noise_db, gmm_nll)")
+    p.add_argument("--run-id", help="with --worst/--errors: which run")
+    p.add_argument("--depth", type=int, default=1, help="with --noise-profile: key segments that make a folder")
+    p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    p.add_argument("--out", help="write to this file or URI instead of stdout")
+    p.add_argument("--show-sql", action="store_true", help="print the SQL a named query runs (to stderr)")
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS's own)")
+
+    p = sub.add_parser("report", help="a self-contained HTML report of a run (and a comparison with another)")
+    p.add_argument("output_uri", help="the output prefix a denoise job wrote")
+    p.add_argument("--run-id", help="which run (default: the newest committed denoise run)")
+    p.add_argument("--against", metavar="RUN_ID", help="compare with this run on the inputs both processed")
+    p.add_argument("--out", required=True, help="the HTML file to write (opens from disk, no server)")
+    p.add_argument("--clips", type=int, default=4, help="worst and best clips shown with spectrograms and audio")
+    p.add_argument("--excerpt-seconds", type=float, default=8.0, help="length of the embedded audio excerpts")
+    p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS's own)")
 
     p = sub.add_parser("export", help="turn a training checkpoint into the artefact denoise loads")
     p.add_argument("checkpoint", help="training checkpoint (path or URI)")
@@ -100,11 +128,33 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.evaluate import run
     elif args.command == "train":
         from jobs.train import run
+    elif args.command == "query":
+        from jobs.query import run
+    elif args.command == "report":
+        from jobs.report import run
     else:
         from jobs.export import run
-    if hasattr(args, "set"):
-        args.overrides = _set(args.set)
-    return int(run(args) or 0)
+    try:
+        if hasattr(args, "set"):
+            args.overrides = _set(args.set)
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"diffgmm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an operator gets one line; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"diffgmm {args.command}: error: {one_line(exc)} (-v shows the traceback)", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line, with the root cause's when it adds something."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in message:
+        message += f" ({' '.join(str(cause).split())})"
+    return message
 
 
 if __name__ == "__main__":

@@ -9,7 +9,14 @@ x_{i+1} = x_i − n̂_i. The step index conditions the U-Net.
 
 Choices the paper leaves open, and what we chose (all configurable):
 
-* mixture granularity: one K-component scalar mixture per waveform sample;
+* representation (``representation``): what the 1D U-Net runs over.
+  ``waveform``: raw samples, one K-component scalar mixture per sample.
+  ``stft``: STFT frames with frequency as channels (compressed real and
+  imaginary parts in), one K-component complex mixture per time-frequency bin
+  over the noise's STFT coefficient, means and scales relative to the current
+  estimate's coefficient (:func:`model.gmm.complex_params_from_raw`). The STFT
+  is linear and exactly invertible, so the subtraction in that domain is the
+  subtraction in the waveform; it costs about the hop factor less per second;
 * head: a single linear layer (1x1 convolution) from the U-Net features;
 * noise estimate: the mixture mean (``noise_estimate="sample"`` draws instead);
 * level: each window is divided by its standard deviation before the network
@@ -26,10 +33,20 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from model.gmm import MixtureParams, mixture_mean, mixture_nll, mixture_sample, occupancy, params_from_raw
+from model.gmm import (
+    MixtureParams,
+    complex_params_from_raw,
+    mixture_mean,
+    mixture_nll,
+    mixture_sample,
+    occupancy,
+    params_from_raw,
+)
+from model.spectral import STFTConfig, compressed_features, istft, stft
 from model.unet import UNet1d
 
 NOISE_ESTIMATES = ("mean", "sample")
+REPRESENTATIONS = ("waveform", "stft")
 
 
 @dataclass(frozen=True)
@@ -50,8 +67,20 @@ class DiffGMMConfig:
     norm_floor: float = 1e-3
     noise_estimate: str = "mean"
     head_init_scale: float = 0.1
+    representation: str = "waveform"
+    n_fft: int = 512
+    hop_length: int = 256
+    compress: float = 0.3
+    # STFT only: 0 = one linear head from the frame features to every bin's parameters;
+    # > 0 = the frame features give each bin this many channels, which a small 2D
+    # convolution over (bins, frames) combines with the bin's own input to give its parameters.
+    bin_channels: int = 0
+    bin_hidden: int = 16
 
     def __post_init__(self) -> None:
+        if self.representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
+        self.stft  # validates n_fft, hop_length, compress
         if self.num_components < 1:
             raise ValueError(f"num_components must be >= 1, got {self.num_components}")
         if self.num_steps < 1:
@@ -61,18 +90,25 @@ class DiffGMMConfig:
         if self.kernel_size < self.stride:
             raise ValueError("kernel_size must be >= stride so that every sample is covered")
 
+    @property
+    def stft(self) -> STFTConfig:
+        return STFTConfig(n_fft=self.n_fft, hop_length=self.hop_length, compress=self.compress)
+
 
 @dataclass
 class ReverseOutput:
     """Everything one reverse pass produced.
 
-    ``enhanced``: (batch, samples) float32 in input units.
-    ``states``: T+1 tensors (batch, samples) in normalised units, x_0 … x_T.
-    ``params``: T mixtures, one per step. ``scale``: (batch, 1) normaliser.
-    ``noise``: T noise estimates (batch, samples), normalised units.
+    ``enhanced``: (batch, samples) float32 in input units; ``final``: the same
+    in normalised units. ``scale``: (batch, 1) normaliser.
+    ``states``: T+1 tensors x_0 … x_T in normalised units, in the model's
+    representation: (batch, samples) float32, or (batch, bins, frames) complex64.
+    ``params``: T mixtures, one per step. ``noise``: T noise estimates, shaped
+    like the states.
     """
 
     enhanced: torch.Tensor
+    final: torch.Tensor
     scale: torch.Tensor
     states: list[torch.Tensor] = field(default_factory=list)
     params: list[MixtureParams] = field(default_factory=list)
@@ -88,8 +124,9 @@ class DiffGMM(nn.Module):
         super().__init__()
         self.config = config or DiffGMMConfig()
         c = self.config
+        spectral = c.representation == "stft"
         self.unet = UNet1d(
-            in_channels=1,
+            in_channels=2 * c.stft.bins if spectral else 1,
             out_channels=c.feature_channels,
             hidden_channels=c.hidden_channels,
             depth=c.depth,
@@ -99,20 +136,58 @@ class DiffGMM(nn.Module):
             bottleneck_blocks=c.bottleneck_blocks,
             num_steps=c.num_steps,
         )
-        self.head = nn.Conv1d(c.feature_channels, 3 * c.num_components, 1)
+        k = c.num_components
+        # Per bin: logits, Re μ, Im μ, raw σ (4K); per sample: logits, μ, raw σ (3K).
+        per_position = 4 * k if spectral else 3 * k
+        self.refine = None
+        if spectral and c.bin_channels > 0:
+            # The frame features are a few hundred channels for 257 bins: a low-rank
+            # view of the spectrum. The refinement gives each bin its own input back
+            # (and its neighbours'), so harmonics can be kept bin by bin.
+            self.head = nn.Conv1d(c.feature_channels, c.bin_channels * c.stft.bins, 1)
+            self.refine = nn.Sequential(
+                nn.Conv2d(c.bin_channels + 2, c.bin_hidden, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(c.bin_hidden, per_position, 3, padding=1),
+            )
+            final, rows_per_param = self.refine[-1], 1
+        else:
+            self.head = nn.Conv1d(c.feature_channels, per_position * (c.stft.bins if spectral else 1), 1)
+            final, rows_per_param = self.head, (c.stft.bins if spectral else 1)
         # Small initial means: the untrained reverse process is close to the
         # identity (it starts from "remove little" rather than subtracting noise
         # of its own) while the U-Net below still gets gradients.
-        k = c.num_components
+        mean_rows = slice(k, 3 * k) if spectral else slice(k, 2 * k)
         with torch.no_grad():
-            self.head.weight[k : 2 * k].mul_(c.head_init_scale)
-            self.head.bias[k : 2 * k].zero_()
+            weight = final.weight.view(per_position, rows_per_param, -1)
+            bias = final.bias.view(per_position, rows_per_param)
+            weight[mean_rows].mul_(c.head_init_scale)
+            bias[mean_rows].zero_()
+
+    def represent(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(batch, samples) normalised waveform → the state the reverse process runs on."""
+        return stft(waveform, self.config.stft) if self.config.representation == "stft" else waveform
+
+    def waveform(self, state: torch.Tensor, length: int) -> torch.Tensor:
+        """Inverse of :meth:`represent`: a state → (batch, length) float32."""
+        return istft(state, self.config.stft, length) if self.config.representation == "stft" else state
 
     def mixture(self, x: torch.Tensor, step: int) -> MixtureParams:
-        """Mixture parameters for the current estimate ``x`` (batch, samples), normalised units."""
+        """Mixture parameters for the current estimate ``x`` (a state, see :meth:`represent`), normalised units."""
+        c = self.config
         steps = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
+        if c.representation == "stft":
+            inputs = compressed_features(x, c.compress)  # (B, 2·bins, frames)
+            features = self.head(self.unet(inputs, steps))
+            batch, frames = features.shape[0], features.shape[-1]
+            if self.refine is not None:
+                per_bin = features.view(batch, c.bin_channels, c.stft.bins, frames)
+                raw = self.refine(torch.cat([per_bin, inputs.view(batch, 2, c.stft.bins, frames)], dim=1))
+            else:
+                raw = features.view(batch, 4 * c.num_components, c.stft.bins, frames)
+            return complex_params_from_raw(raw, x, c.min_scale)
         features = self.unet(x.unsqueeze(1), steps)
-        return params_from_raw(self.head(features), self.config.min_scale)
+        return params_from_raw(self.head(features), c.min_scale)
 
     def forward(self, noisy: torch.Tensor, generator: torch.Generator | None = None) -> ReverseOutput:
         """Run the T-step reverse process on ``noisy`` (batch, samples) float32."""
@@ -123,8 +198,8 @@ class DiffGMM(nn.Module):
             raise ValueError("noise_estimate='sample' needs an explicit torch.Generator")
         # std, not peak: peak is dominated by clicks, std tracks the noise floor.
         scale = noisy.std(dim=-1, keepdim=True, unbiased=False) + c.norm_floor
-        x = noisy / scale
-        out = ReverseOutput(enhanced=x, scale=scale, states=[x])
+        x = self.represent(noisy / scale)
+        out = ReverseOutput(enhanced=noisy, final=noisy, scale=scale, states=[x])
         for step in range(c.num_steps):
             params = self.mixture(x, step)
             noise = mixture_mean(params) if c.noise_estimate == "mean" else mixture_sample(params, generator)
@@ -132,7 +207,12 @@ class DiffGMM(nn.Module):
             out.params.append(params)
             out.noise.append(noise)
             out.states.append(x)
-        out.enhanced = x * scale
+        out.final = self.waveform(x, noisy.shape[-1])
+        # A window of digital silence has no noise to remove: pass it through
+        # exactly (the waveform network's biases would otherwise leave a floor).
+        silent = (noisy == 0).all(dim=-1, keepdim=True)
+        out.final = torch.where(silent, torch.zeros_like(out.final), out.final)
+        out.enhanced = out.final * scale
         return out
 
     @torch.inference_mode()
@@ -141,11 +221,12 @@ class DiffGMM(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model-family interface: windows (batch, samples) → (windows, stats).
 
-        ``stats["gmm_nll"]`` (batch,): mean NLL, nats per sample, of each step's
-        removed noise under that step's own mixture; ``stats["gmm_occupancy"]``
-        (batch, K): mean π per component over samples and steps.
+        ``stats["gmm_nll"]`` (batch,): mean NLL, nats per position (sample or
+        time-frequency bin), of each step's removed noise under that step's own
+        mixture; ``stats["gmm_occupancy"]`` (batch, K): mean π per component
+        over positions and steps.
         """
         out = self.forward(windows, generator=generator)
-        nll = torch.stack([mixture_nll(p, n).mean(dim=-1) for p, n in zip(out.params, out.noise)]).mean(0)
+        nll = torch.stack([mixture_nll(p, n).flatten(1).mean(dim=-1) for p, n in zip(out.params, out.noise)]).mean(0)
         occ = torch.stack([occupancy(p) for p in out.params]).mean(0)
         return out.enhanced, {"gmm_nll": nll, "gmm_occupancy": occ}

@@ -4,7 +4,12 @@
 * the mixture NLL of the true remaining noise x_i − clean at every step, so
   π, μ, σ are calibrated estimates and not decoration;
 * optionally a multi-resolution STFT loss (spectral convergence + log
-  magnitude), which the paper does not use; it helps perceptual scores.
+  magnitude, as in Demucs and Parallel WaveGAN), which the paper does not
+  use; it helps perceptual scores;
+* optionally the negative scale-invariant SDR of the final estimate (dB), as
+  in Conv-TasNet: the magnitude-only STFT terms leave phase and fine timing
+  free, and a model trained without it over-suppressed speech (SI-SDR below
+  the input's, docs/model.md).
 
 Everything is computed in the model's normalised units (see
 :class:`model.diffgmm.DiffGMM`), so the loss does not depend on input level.
@@ -27,35 +32,83 @@ class LossConfig:
     nll_weight: float = 0.05
     stft_weight: float = 0.0
     stft_resolutions: tuple[tuple[int, int], ...] = ((512, 128), (1024, 256), (256, 64))
+    # Power floor of the log-magnitude term, relative to the mean power of the
+    # target's spectrum (see _stft_mag).
+    stft_floor_db: float = -80.0
+    si_sdr_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if min(self.l1_weight, self.nll_weight, self.stft_weight, self.si_sdr_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
 
 
-def _stft_mag(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+def _stft_power(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
     spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
-    return spec.abs().clamp_min(1e-7)
+    return spec.real.square() + spec.imag.square()
 
 
-def multires_stft_loss(estimate: torch.Tensor, target: torch.Tensor, resolutions) -> torch.Tensor:
-    """Mean over resolutions of spectral convergence + L1 log-magnitude; inputs (batch, samples)."""
+def multires_stft_loss(estimate: torch.Tensor, target: torch.Tensor, resolutions, floor_db: float = -80.0) -> torch.Tensor:
+    """Mean over resolutions of spectral convergence + L1 log-magnitude; inputs (batch, samples).
+
+    The log-magnitude term has a power floor ``floor_db`` below the target's
+    mean bin power (per example). Without it (the first version clamped the
+    *magnitude* at 1e-7), bins where the target is digitally silent (the
+    zero-padding of short utterances) or far below the noise have targets of
+    log(1e-7) ≈ −16 while the estimate sits at the noise floor: they dominate
+    the loss, their gradient 1/|X| is huge near zero, and after gradient-norm
+    clipping the useful L1 gradient shrank to nothing, so the model stayed at
+    the identity. The magnitude also takes its square root of a floored power,
+    so its gradient stays finite at exact zeros.
+    """
     total = estimate.new_zeros(())
     for n_fft, hop in resolutions:
-        est, ref = _stft_mag(estimate, n_fft, hop), _stft_mag(target, n_fft, hop)
-        convergence = torch.linalg.norm(ref - est) / torch.linalg.norm(ref).clamp_min(1e-7)
+        est_pow, ref_pow = _stft_power(estimate, n_fft, hop), _stft_power(target, n_fft, hop)
+        floor = ref_pow.mean(dim=(-2, -1), keepdim=True) * 10.0 ** (floor_db / 10.0) + 1e-12
+        est, ref = (est_pow + floor).sqrt(), (ref_pow + floor).sqrt()
+        convergence = torch.linalg.norm(ref - est) / torch.linalg.norm(ref)
         total = total + convergence + F.l1_loss(est.log(), ref.log())
     return total / len(resolutions)
 
 
-def diffgmm_loss(out: ReverseOutput, clean: torch.Tensor, config: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss (scalar tensor) and its parts as floats; ``clean`` is (batch, samples) in input units."""
+def neg_si_sdr_db(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mean over the batch of −SI-SDR in dB; inputs (batch, samples).
+
+    ``eps`` keeps an all-silent target or estimate finite (such an example adds
+    no useful gradient, and must not add NaN).
+    """
+    target = target - target.mean(dim=-1, keepdim=True)
+    estimate = estimate - estimate.mean(dim=-1, keepdim=True)
+    scale = (estimate * target).sum(-1, keepdim=True) / (target.square().sum(-1, keepdim=True) + eps)
+    projection = scale * target
+    noise = estimate - projection
+    ratio = (projection.square().sum(-1) + eps) / (noise.square().sum(-1) + eps)
+    return -(10.0 * torch.log10(ratio)).mean()
+
+
+def diffgmm_loss(
+    out: ReverseOutput, clean: torch.Tensor, config: LossConfig, represent=None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss (scalar tensor) and its parts as floats; ``clean`` is (batch, samples) in input units.
+
+    ``represent`` maps a normalised waveform to the model's state space
+    (``DiffGMM.represent``); the NLL of the true remaining noise x_i − clean
+    is taken there. None: the states are waveforms.
+    """
     target = clean / out.scale
-    final = out.states[-1]
+    final = out.final
     l1 = F.l1_loss(final, target)
-    nll = torch.stack([mixture_nll(p, s - target).mean() for p, s in zip(out.params, out.states[:-1])]).mean()
+    target_state = represent(target) if represent is not None else target
+    nll = torch.stack([mixture_nll(p, s - target_state).mean() for p, s in zip(out.params, out.states[:-1])]).mean()
     total = config.l1_weight * l1 + config.nll_weight * nll
     parts = {"l1": float(l1.detach()), "nll": float(nll.detach())}
     if config.stft_weight > 0:
-        stft = multires_stft_loss(final, target, config.stft_resolutions)
+        stft = multires_stft_loss(final, target, config.stft_resolutions, config.stft_floor_db)
         total = total + config.stft_weight * stft
         parts["stft"] = float(stft.detach())
+    if config.si_sdr_weight > 0:
+        si_sdr = neg_si_sdr_db(final, target)
+        total = total + config.si_sdr_weight * si_sdr
+        parts["neg_si_sdr_db"] = float(si_sdr.detach())
     parts["total"] = float(total.detach())
     return total, parts

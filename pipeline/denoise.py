@@ -37,7 +37,7 @@ from pipeline.runs import (
     write_commit,
     write_parquet,
 )
-from pipeline.stages import AUDIO, DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
+from pipeline.stages import AUDIO, ENHANCED_AUDIO, DecodeConfig, DecodeStage, ModelStage, ModelStageConfig, WriteConfig, WriteStage
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,14 @@ class ActorConfig:
     def __post_init__(self) -> None:
         if self.use_gpu not in ("auto", "yes", "no"):
             raise ValueError("actors.use_gpu must be auto, yes or no")
+        if self.min_actors < 0 or self.max_actors < 0:
+            raise ValueError("actors.min_actors and actors.max_actors must be >= 0 (0 = size from the cluster)")
+        if self.max_actors and self.min_actors > self.max_actors:
+            raise ValueError(f"actors.min_actors ({self.min_actors}) must not exceed actors.max_actors ({self.max_actors})")
+        if self.cpus_per_actor <= 0 or self.gpus_per_actor <= 0 or self.clips_per_batch < 1:
+            raise ValueError("actors.cpus_per_actor and gpus_per_actor must be > 0, clips_per_batch >= 1")
+        if not 0 < self.cpu_actor_share <= 1:
+            raise ValueError("actors.cpu_actor_share must be in (0, 1]")
 
     def check_cpu_share(self, cpus_per_cpu_task: float) -> None:
         """Refuse a CPU-task share equal to the actor's.
@@ -119,6 +127,7 @@ class DenoiseConfig:
     def __post_init__(self) -> None:
         if not self.input_uri or not self.output_uri:
             raise ValueError("input_uri and output_uri are required")
+        storage.check_disjoint(self.input_uri, self.output_uri)
         self.actors.check_cpu_share(self.cpus_per_cpu_task)
 
 
@@ -142,8 +151,10 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     ds = ray.data.from_arrow(blocks)
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(decode, **cpu)
-    ds = map_model(ds, config.actors, config.model, config.storage, long_files=long_files, blocks=len(blocks))
-    if config.reference_uri and config.write.metrics:
+    # With DNSMOS the noisy input travels on beside the output (the write stage scores both).
+    output_column = ENHANCED_AUDIO if config.write.wants_dnsmos else AUDIO
+    ds = map_model(ds, config.actors, config.model, config.storage, output_column, long_files=long_files, blocks=len(blocks))
+    if (config.reference_uri and config.write.reference_metrics) or config.write.wants_dnsmos:
         # The actor emits one block per batch of clips; split it again so that
         # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
         # Without metrics, writing is cheap and more tasks would only add overhead.
@@ -175,6 +186,33 @@ def map_model(
         num_gpus=actors.gpus_per_actor if use_gpu else 0,
         num_cpus=actors.cpus_per_actor,
     )
+
+
+def stage_cost(table: pa.Table, actors: ActorConfig, use_gpu: bool, cpus_per_cpu_task: float) -> dict:
+    """CPU- and GPU-seconds the stages held while working on these rows, and per audio-hour.
+
+    Busy time × the resources each stage holds: decode and write tasks hold
+    ``cpus_per_cpu_task`` CPUs, model actors ``cpus_per_actor`` CPUs and, on
+    GPU clusters, ``gpus_per_actor`` GPUs. Idle actors and the driver are not
+    counted, so this is what the work costs, not what the cluster was billed.
+    """
+    def total(column: str) -> float:
+        return float(sum(v for v in table.column(column).to_pylist() if v is not None))
+
+    cpu_task_seconds = total(S.SECONDS_DECODE) + total(S.SECONDS_WRITE)
+    model_seconds = total(S.SECONDS_MODEL)
+    cpu = cpu_task_seconds * cpus_per_cpu_task + model_seconds * actors.cpus_per_actor
+    gpu = model_seconds * actors.gpus_per_actor if use_gpu else 0.0
+    ok = [d for d, st in zip(table.column(S.DURATION_SECONDS).to_pylist(), table.column(S.STATUS).to_pylist()) if st == S.STATUS_OK]
+    hours = sum(d or 0.0 for d in ok) / 3600.0
+    return {
+        "cpu_seconds": cpu,
+        "gpu_seconds": gpu,
+        "cpu_seconds_per_audio_hour": cpu / hours if hours else math.nan,
+        "gpu_seconds_per_audio_hour": gpu / hours if hours else math.nan,
+        "model_seconds": model_seconds,
+        "use_gpu": use_gpu,
+    }
 
 
 def summarize(table: pa.Table, wall_seconds: float) -> dict:
@@ -210,6 +248,9 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
 
     started = time.perf_counter()
     manifest = list_inputs(config.input_uri, config.extensions, config.storage)
+    if manifest.num_rows == 0 and not dry_run:
+        # Nothing to do is an operator's mistake here (a nightly run would say "nothing new"): no Ray, no run.
+        raise ValueError(f"no audio files ({', '.join(config.extensions)}) under {config.input_uri}")
     if dry_run:
         total = sum(manifest.column(S.SIZE).to_pylist())
         return {"run_id": run_id, "dry_run": True, "clips": manifest.num_rows, "bytes": total,
@@ -226,12 +267,17 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
     ds = build_dataset(config, manifest, run_id, model_rate, paths)
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         writer.write(batch)
-        tables.append(batch.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.DURATION_SECONDS, S.STREAMED]))
+        tables.append(batch.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.DURATION_SECONDS, S.STREAMED,
+                                    S.SECONDS_DECODE, S.SECONDS_MODEL, S.SECONDS_WRITE]))
     writer.close()
     done = pa.concat_tables(tables) if tables else S.CLIP_SCHEMA.empty_table()
     _check_complete(manifest, done)
 
     summary = summarize(done, time.perf_counter() - started)
+    import ray
+
+    use_gpu = config.actors.resolve(ray.cluster_resources())[0]
+    summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)
     marker = {
         "run_id": run_id,
         "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),

@@ -27,7 +27,8 @@ from pipeline.baselines import BASELINES
 from pipeline.config import to_dict
 from pipeline.denoise import ActorConfig, map_model
 from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, split_blocks, write_commit
-from pipeline.metrics import METRIC_NAMES, score_all
+from pipeline.dnsmos import DNSMOSConfig, dnsmos_columns
+from pipeline.metrics import DNSMOS, METRIC_NAMES, check_metric_names, score_all
 from pipeline.stages import AUDIO, AUDIO_CHANNELS, ModelStageConfig, error_text, pack_audio, unpack_audio
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class EvaluateConfig:
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
     model: ModelStageConfig = field(default_factory=ModelStageConfig)
     actors: ActorConfig = field(default_factory=ActorConfig)
+    # Used when ``metrics`` lists "dnsmos" (no-reference DNSMOS of input and every output).
+    dnsmos: DNSMOSConfig = field(default_factory=DNSMOSConfig)
 
     def __post_init__(self) -> None:
         if not self.output_uri:
@@ -84,9 +87,7 @@ class EvaluateConfig:
         unknown = set(self.models) - set(BASELINES) - {DIFFGMM}
         if unknown:
             raise ValueError(f"unknown models {sorted(unknown)}; known: {[DIFFGMM, *BASELINES]}")
-        unknown = set(self.metrics) - set(METRIC_NAMES)
-        if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {list(METRIC_NAMES)}")
+        check_metric_names(self.metrics, "metrics")
 
 
 def pair_table(config: EvaluateConfig) -> pa.Table:
@@ -161,8 +162,12 @@ class PairLoadStage:
 class ScoreStage:
     """Baselines and metrics (CPU): one output row per (clip, model)."""
 
-    def __init__(self, run_id: str, models: tuple[str, ...], metrics: tuple[str, ...], sample_rate: int) -> None:
-        self.run_id, self.models, self.metrics, self.sample_rate = run_id, models, metrics, sample_rate
+    def __init__(
+        self, run_id: str, models: tuple[str, ...], metrics: tuple[str, ...], sample_rate: int, dnsmos: DNSMOSConfig | None = None
+    ) -> None:
+        self.run_id, self.models, self.sample_rate = run_id, models, sample_rate
+        self.metrics = tuple(m for m in metrics if m in METRIC_NAMES)
+        self.dnsmos = (dnsmos or DNSMOSConfig()) if DNSMOS in metrics else None
 
     def _output(self, model: str, row: dict, noisy: np.ndarray) -> tuple[np.ndarray, float]:
         if model == DIFFGMM:
@@ -190,7 +195,7 @@ class ScoreStage:
         else:
             trimmed = None
         before = score_all(clean, noisy, self.sample_rate, self.metrics)
-        rows = []
+        rows, outputs = [], []
         for model in self.models:
             out = {**base, S.MODEL: model, S.STATUS: S.STATUS_OK, S.ERROR: None}
             try:
@@ -208,6 +213,15 @@ class ScoreStage:
             errors = [f"{n}: {s.error}" for n, s in after.items() if s.error] + ([trimmed] if trimmed else [])
             out[S.METRICS_ERROR] = "; ".join(errors) or None
             rows.append(out)
+            outputs.append((out, enhanced[: len(clean)]))
+        if self.dnsmos is not None and outputs:
+            try:
+                scored = dnsmos_columns(noisy, [e for _, e in outputs], self.sample_rate, self.dnsmos)
+                for (out, _), columns in zip(outputs, scored):
+                    out.update(columns)
+            except Exception as exc:  # DNSMOS failing costs its columns, not the rows
+                for out, _ in outputs:
+                    out[S.METRICS_ERROR] = "; ".join(filter(None, [out[S.METRICS_ERROR], f"dnsmos: {error_text(exc)}"]))
         return rows
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -279,7 +293,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
             raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
         ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED, blocks=len(blocks))
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
-    score = ScoreStage(run_id, config.models, config.metrics, config.sample_rate)
+    score = ScoreStage(run_id, config.models, config.metrics, config.sample_rate, config.dnsmos)
     ds = ds.map_batches(score, udf_modifying_row_count=True, **cpu)
 
     writer = TableWriter(paths.clips_uri, S.EVAL_SCHEMA, 1_000_000, config.storage)
@@ -289,7 +303,8 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         tables.append(batch)
     writer.close()
     table = pa.concat_tables(tables) if tables else S.EVAL_SCHEMA.empty_table()
-    summary = summarize(table, config.metrics)
+    columns = [m for m in config.metrics if m != DNSMOS] + (list(S.DNSMOS_BASE) if DNSMOS in config.metrics else [])
+    summary = summarize(table, tuple(columns))
     summary.update({"run_id": run_id, "model_id": model_id, "wall_seconds": time.perf_counter() - started})
     storage.write_bytes(storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage)
     marker = {

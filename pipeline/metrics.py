@@ -26,6 +26,17 @@ import numpy as np
 
 MIN_SECONDS = 0.25
 METRIC_NAMES = ("pesq_wb", "pesq_nb", "sdr_db", "si_sdr_db", "stoi")
+# No-reference metrics: computed from the input and output alone (pipeline.dnsmos).
+DNSMOS = "dnsmos"
+NO_REFERENCE_METRICS = (DNSMOS,)
+ALL_METRICS = METRIC_NAMES + NO_REFERENCE_METRICS
+
+
+def check_metric_names(names, where: str) -> None:
+    """Refuse unknown metric names before anything runs (a typo must not become a run of error rows)."""
+    unknown = sorted(set(names) - set(ALL_METRICS))
+    if unknown:
+        raise ValueError(f"{where}: unknown metrics {unknown}; known: {list(ALL_METRICS)}")
 _EPS = 1e-20
 
 

@@ -53,6 +53,21 @@ REMOVED_NOISE_DB = "removed_noise_db"
 GMM_NLL = "gmm_nll"
 GMM_OCCUPANCY = "gmm_occupancy"
 
+# No-reference quality (DNSMOS P.835 SIG/BAK/OVRL and P.808, MOS 1–5) of the
+# output; the input's carry the ``input_`` prefix, output − input the ``delta_``
+# prefix. Null when DNSMOS is off (``metrics.dnsmos``) or the clip is streamed.
+DNSMOS_SIG = "dnsmos_sig"
+DNSMOS_BAK = "dnsmos_bak"
+DNSMOS_OVRL = "dnsmos_ovrl"
+DNSMOS_P808 = "dnsmos_p808"
+DNSMOS_BASE = (DNSMOS_SIG, DNSMOS_BAK, DNSMOS_OVRL, DNSMOS_P808)
+DNSMOS_COLUMNS = tuple(f"{prefix}{name}" for name in DNSMOS_BASE for prefix in ("", "input_"))
+
+
+def dnsmos_fields() -> list[pa.Field]:
+    return [pa.field(f"{prefix}{name}", pa.float64()) for name in DNSMOS_BASE for prefix in ("", "input_", "delta_")]
+
+
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 
@@ -87,6 +102,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field(REMOVED_NOISE_DB, pa.float64()),
         pa.field(GMM_NLL, pa.float64()),
         pa.field(GMM_OCCUPANCY, pa.list_(pa.float32())),
+        *dnsmos_fields(),
     ]
 )
 
@@ -118,7 +134,7 @@ def _eval_schema() -> pa.Schema:
             pa.field(f"input_{name}", pa.float64()),
             pa.field(f"delta_{name}", pa.float64()),
         ]
-    return pa.schema(fields)
+    return pa.schema(fields + dnsmos_fields())
 
 
 EVAL_SCHEMA = _eval_schema()

@@ -25,15 +25,18 @@ import pyarrow as pa
 
 from pipeline import schema as S
 from pipeline import storage
-from pipeline.audio import AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
+from pipeline.audio import CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.enhance import EnhanceConfig
 from pipeline.longform import LongFileWriter, StreamConfig, probe
-from pipeline.metrics import power_db, removed_noise_db, rms_dbfs, score_all
+from pipeline.dnsmos import DNSMOSConfig, dnsmos_columns
+from pipeline.metrics import DNSMOS, METRIC_NAMES, check_metric_names, power_db, removed_noise_db, rms_dbfs, score_all
 
 log = logging.getLogger(__name__)
 
 AUDIO = "audio"  # float32 bytes at the model rate
 AUDIO_CHANNELS = "audio_channels"
+# The model's output when the noisy input must travel on too (DNSMOS of both).
+ENHANCED_AUDIO = "enhanced_audio"
 FRAMES = "frames"  # samples per channel at the input's own rate
 SUBTYPE = "subtype"
 FORMAT = "format"
@@ -92,12 +95,22 @@ def unpack_audio(data: bytes, channels: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.float32).reshape(channels, -1)
 
 
+# "same": the input's container and sample format; else a container by name.
+OUTPUT_FORMATS = ("same", "wav", "flac", "ogg")
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """``channel_policy``: downmix (default), first, or per_channel; ``max_seconds``: longer inputs are refused."""
 
     channel_policy: str = "downmix"
     max_seconds: float = 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.channel_policy not in CHANNEL_POLICIES:
+            raise ValueError(f"decode.channel_policy must be one of {list(CHANNEL_POLICIES)}, got {self.channel_policy!r}")
+        if not self.max_seconds > 0:
+            raise ValueError("decode.max_seconds must be > 0")
 
 
 class DecodeStage:
@@ -288,10 +301,30 @@ def with_columns(table: pa.Table, columns: dict[str, list], types: dict[str, pa.
 
 @dataclass(frozen=True)
 class WriteConfig:
-    """``output_format``: "same" keeps the input's container and sample format, else wav/flac/ogg."""
+    """``output_format``: "same" keeps the input's container and sample format, else wav/flac/ogg.
+
+    ``metrics``: reference metrics (computed when the job has a reference
+    prefix) and "dnsmos" (no reference needed: DNSMOS of input and output,
+    settings in ``dnsmos``). DNSMOS is off by default: on CPU it costs more
+    than the model itself (docs/benchmarks.md).
+    """
 
     output_format: str = "same"
     metrics: tuple[str, ...] = ("pesq_wb", "sdr_db", "si_sdr_db", "stoi")
+    dnsmos: DNSMOSConfig = field(default_factory=DNSMOSConfig)
+
+    def __post_init__(self) -> None:
+        check_metric_names(self.metrics, "write.metrics")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"write.output_format must be one of {list(OUTPUT_FORMATS)}, got {self.output_format!r}")
+
+    @property
+    def reference_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in self.metrics if m in METRIC_NAMES)
+
+    @property
+    def wants_dnsmos(self) -> bool:
+        return DNSMOS in self.metrics
 
 
 def output_key_for(key: str, output_format: str) -> str:
@@ -328,15 +361,15 @@ class WriteStage:
 
     def _metrics(self, key: str, enhanced: np.ndarray) -> tuple[dict, str | None]:
         """Scores of the (downmixed) model-rate output against the reference at the same key."""
-        names = self.config.metrics
-        if self.reference_uri is None:
+        names = self.config.reference_metrics
+        if self.reference_uri is None or not names:
             return {}, None
         try:
             ref = decode(storage.read_bytes(storage.join(self.reference_uri, key), self.storage))
         except Exception as exc:  # a missing or bad reference costs the metrics, not the clip
             return {n: math.nan for n in names}, f"reference: {error_text(exc)}"
         reference = resample(to_channels(ref.samples, "downmix")[0], ref.sample_rate, self.model_rate)
-        scores = score_all(reference, enhanced.mean(axis=0), self.model_rate, names)
+        scores = score_all(reference, enhanced.mean(axis=0), self.model_rate, self.config.reference_metrics)
         errors = "; ".join(f"{n}: {s.error}" for n, s in scores.items() if s.error) or None
         return {n: s.value for n, s in scores.items()}, errors
 
@@ -364,7 +397,8 @@ class WriteStage:
                 out[S.METRICS_ERROR] = "streamed: reference metrics are not computed for streamed (long) files"
         elif row[S.STATUS] == S.STATUS_OK:
             try:
-                enhanced = unpack_audio(row[AUDIO], row[AUDIO_CHANNELS])
+                with_input = ENHANCED_AUDIO in row
+                enhanced = unpack_audio(row[ENHANCED_AUDIO if with_input else AUDIO], row[AUDIO_CHANNELS])
                 key, fmt, subtype = output_target(row, self.config.output_format)
                 back = np.stack([fit_length(resample(c, self.model_rate, row[S.SAMPLE_RATE]), row[FRAMES]) for c in enhanced])
                 data = encode(back, row[S.SAMPLE_RATE], fmt, subtype)
@@ -372,6 +406,12 @@ class WriteStage:
                 out[S.OUTPUT_KEY] = key
                 scores, metrics_error = self._metrics(row[S.KEY], enhanced)
                 out.update(scores)
+                if self.config.wants_dnsmos and with_input:
+                    noisy = unpack_audio(row[AUDIO], row[AUDIO_CHANNELS])
+                    try:
+                        out.update(dnsmos_columns(noisy.mean(axis=0), [enhanced.mean(axis=0)], self.model_rate, self.config.dnsmos)[0])
+                    except Exception as exc:  # DNSMOS failing costs its columns, not the clip
+                        metrics_error = "; ".join(filter(None, [metrics_error, f"dnsmos: {error_text(exc)}"]))
                 out[S.METRICS_ERROR] = metrics_error
             except Exception as exc:  # a failed write is this clip's error, not the job's
                 out.update({S.STATUS: S.STATUS_ERROR, S.ERROR: error_text(exc), S.OUTPUT_KEY: None})

@@ -80,6 +80,25 @@ def safe_relative_key(key: str) -> str:
     return norm
 
 
+def _canonical(uri: str) -> str:
+    """``protocol://path/`` with local paths made absolute, for prefix comparisons."""
+    protocol = protocol_of(uri)
+    if protocol == "file":
+        path = uri[len("file://") :] if uri.startswith("file://") else uri
+        return "file://" + os.path.abspath(path).rstrip("/") + "/"
+    return uri.rstrip("/") + "/"
+
+
+def check_disjoint(input_uri: str, output_uri: str) -> None:
+    """Refuse an output prefix inside the input prefix, or the reverse: a rerun would read its own outputs."""
+    a, b = _canonical(input_uri), _canonical(output_uri)
+    if a.startswith(b) or b.startswith(a):
+        raise ValueError(
+            f"output {output_uri} and input {input_uri} overlap: a later run would denoise earlier outputs; "
+            "choose an output prefix outside the input prefix"
+        )
+
+
 def read_bytes(uri: str, config: StorageConfig | None = None) -> bytes:
     fs, path = filesystem(uri, config)
     with fs.open(path, "rb") as f:
@@ -87,12 +106,31 @@ def read_bytes(uri: str, config: StorageConfig | None = None) -> bytes:
 
 
 def write_bytes(uri: str, data: bytes, config: StorageConfig | None = None) -> None:
-    """Write a whole object; local parents are created."""
+    """Write a whole object atomically: a reader sees the old object or the new one, never a part.
+
+    Object stores give that for a single PUT; a local file is written under a
+    temporary name in the same folder, flushed to disk, then renamed over the
+    target (local parents are created).
+    """
     fs, path = filesystem(uri, config)
-    if protocol_of(uri) == "file":
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    with fs.open(path, "wb") as f:
-        f.write(data)
+    if protocol_of(uri) != "file":
+        with fs.open(path, "wb") as f:
+            f.write(data)
+        return
+    import tempfile
+
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def put_file(local_path: str, uri: str, config: StorageConfig | None = None) -> None:

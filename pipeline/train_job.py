@@ -29,7 +29,7 @@ import numpy as np
 
 from model import DiffGMMConfig, LossConfig
 from pipeline import storage
-from pipeline.mixing import MixConfig, mix_example
+from pipeline.mixing import MixConfig, indexed_example
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +47,57 @@ class DataConfig:
     paired_noisy_uri: str | None = None
     valid_clean_uri: str | None = None
     valid_noisy_uri: str | None = None
-    holdout_fraction: float = 0.1
+    # Held out of training, by speaker for speech and by file for noise (stable
+    # hashes of the names: the same split on every machine).
+    clean_holdout_fraction: float = 0.1
+    noise_holdout_fraction: float = 0.15
+    # File-name prefixes left out of both corpora (licences, see the recipe).
     exclude_prefixes: tuple[str, ...] = ()
     valid_pairs: int = 16
     valid_segment_seconds: float = 4.0
 
+    def __post_init__(self) -> None:
+        for name in ("clean_holdout_fraction", "noise_holdout_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class OptimConfig:
+    """Adam; ``lr_schedule: cosine`` decays from ``learning_rate`` to ``lr_min_fraction`` of it over the run."""
+
     learning_rate: float = 1e-3
     batch_size: int = 16
     steps_per_epoch: int = 200
     epochs: int = 10
     grad_clip: float = 5.0
     seed: int = 0
+    lr_schedule: str = "constant"
+    lr_min_fraction: float = 0.05
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.batch_size < 1 or self.steps_per_epoch < 1 or self.epochs < 1:
+            raise ValueError("batch_size, steps_per_epoch and epochs must be >= 1")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def learning_rate_at(self, step: int) -> float:
+        """Learning rate for optimiser step ``step`` (0-based): a pure function of the step, so resume needs no scheduler state."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        low = self.learning_rate * self.lr_min_fraction
+        return low + 0.5 * (self.learning_rate - low) * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -71,6 +108,9 @@ class ScalingConfig:
     mixed_precision: bool = True  # bf16 autocast, GPU only
     data_actors: int = 1
     cpus_per_data_actor: float = 0.5
+    # The single-process executor (``diffgmm train --executor local``): processes
+    # that mix examples beside the training loop (0: in the loop itself).
+    local_data_workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,19 +166,23 @@ def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
 
     d = config.data
     if d.mode == "paired":
-        train, valid = split_corpus(paired_keys(d.paired_clean_uri, d.paired_noisy_uri, config.storage), d.holdout_fraction, by_speaker=True)
+        train, valid = split_corpus(paired_keys(d.paired_clean_uri, d.paired_noisy_uri, config.storage), d.clean_holdout_fraction, by_speaker=True)
         return {"train": train, "valid": valid}
-    clean = [k for k in list_audio(d.clean_uri, config.storage) if not k.startswith(d.exclude_prefixes)]
-    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.startswith(d.exclude_prefixes)]
-    clean_train, clean_valid = split_corpus(clean, d.holdout_fraction, by_speaker=True)
-    noise_train, noise_valid = split_corpus(noise, d.holdout_fraction, by_speaker=False)
+    clean = [k for k in list_audio(d.clean_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
+    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
+    clean_train, clean_valid = split_corpus(clean, d.clean_holdout_fraction, by_speaker=True)
+    noise_train, noise_valid = split_corpus(noise, d.noise_holdout_fraction, by_speaker=False)
     if not noise_valid:
         noise_valid = noise_train[-1:]
     return {"clean": clean_train, "noise": noise_train, "clean_valid": clean_valid, "noise_valid": noise_valid}
 
 
 class MixStage:
-    """Ray Data actor: holds the clean and noise corpora, turns example indices into (noisy, clean) pairs."""
+    """Turns example indices into (noisy, clean) pairs; holds the clean and noise corpora.
+
+    A Ray Data actor in the Ray executor, a map-style dataset (``stage[i]``)
+    for torch's DataLoader in the local one: the same examples either way.
+    """
 
     def __init__(self, config: TrainConfig, clean_keys: list[str], noise_keys: list[str]) -> None:
         from pipeline.training import load_corpus
@@ -148,14 +192,12 @@ class MixStage:
         self.noise = list(load_corpus(config.data.noise_uri, rate, noise_keys, config.storage).values())
         self.mix, self.seed = config.mix, config.optim.seed
 
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return indexed_example(index, self.clean, self.noise, self.mix, self.seed)
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        noisy, clean = [], []
-        for index in batch["id"]:
-            rng = np.random.default_rng([self.seed, int(index)])
-            n, c, _ = mix_example(self.clean[rng.integers(len(self.clean))], self.noise[rng.integers(len(self.noise))], self.mix, rng)
-            noisy.append(n)
-            clean.append(c)
-        return {NOISY: np.stack(noisy), CLEAN: np.stack(clean)}
+        pairs = [self[int(index)] for index in batch["id"]]
+        return {NOISY: np.stack([p[0] for p in pairs]), CLEAN: np.stack([p[1] for p in pairs])}
 
 
 class PairCropStage:
@@ -187,7 +229,7 @@ def build_train_dataset(config: TrainConfig, keys: dict[str, list[str]], first_e
 
     from pipeline.runs import split_blocks
 
-    total = config.optim.epochs * config.optim.steps_per_epoch * config.optim.batch_size * config.scaling.num_workers
+    total = config.optim.total_steps * config.optim.batch_size * config.scaling.num_workers
     # Indices are built in memory: no read tasks, which would each want a whole CPU
     # next to the training workers.
     ids = np.arange(first_example, total, dtype=np.int64)
@@ -238,7 +280,74 @@ def read_train_state(config: TrainConfig) -> dict | None:
     return load_checkpoint_dict(uri, config.storage)[0]
 
 
-# ---------------------------------------------------------------- worker loop
+# ---------------------------------------------------------------- the loop both executors share
+
+
+@dataclass
+class Progress:
+    """Where a run stands: optimiser steps done and the best validation PESQ-WB so far."""
+
+    step: int = 0
+    best_pesq_wb: float = -math.inf
+
+
+def build_model(config: TrainConfig, resume_state: dict | None, init_state: dict | None):
+    """The model to train: restored from ``resume_state`` (a ``last.pt`` dict), else initialised from ``init_state``, else fresh."""
+    import torch
+
+    from model import DiffGMM, model_from_checkpoint
+
+    torch.manual_seed(config.optim.seed)
+    model = DiffGMM(config.model)
+    source = resume_state if resume_state is not None else init_state
+    if source is not None:
+        restored, _ = model_from_checkpoint(source)
+        model.load_state_dict(restored.state_dict())
+    return model
+
+
+def restore_progress(optimizer, resume_state: dict | None) -> Progress:
+    if resume_state is None:
+        return Progress()
+    optimizer.load_state_dict(resume_state["metadata"]["optimizer"])
+    trainer = resume_state["metadata"]["trainer_state"]
+    return Progress(step=int(trainer["step"]), best_pesq_wb=float(trainer["best_pesq_wb"]))
+
+
+def set_learning_rate(optimizer, config: TrainConfig, step: int) -> float:
+    lr = config.optim.learning_rate_at(step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> tuple[dict, dict]:
+    """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when validation PESQ improved).
+
+    Returns (validation scores, the ``last.pt`` dict). ``run_info`` (recipe,
+    executor, …) goes into every checkpoint's metadata, so a shipped model
+    names the recipe file and the steps that made it.
+    """
+    from model import make_checkpoint
+    from pipeline.enhance import EnhanceConfig, Enhancer
+    from pipeline.training import validate
+
+    scores = validate(Enhancer(core, EnhanceConfig(device=str(device))), valid, config.model.sample_rate)
+    improved = scores["pesq_wb"] > progress.best_pesq_wb
+    progress.best_pesq_wb = max(progress.best_pesq_wb, scores["pesq_wb"])
+    examples = progress.step * config.optim.batch_size * config.scaling.num_workers
+    meta = {**run_info, "name": config.name, "step": progress.step, "examples": examples,
+            "audio_hours": examples * config.mix.segment_seconds / 3600.0, "val": scores}
+    trainer_state = {"step": progress.step, "best_pesq_wb": progress.best_pesq_wb}
+    last = make_checkpoint(core, {**meta, "optimizer": optimizer.state_dict(), "trainer_state": trainer_state})
+    _save(last, storage.join(config.run_uri, "last.pt"), config)
+    if improved:
+        _save(make_checkpoint(core, meta), storage.join(config.run_uri, "best.pt"), config)
+    log.info("step %d: validation %s%s", progress.step, {k: round(v, 3) for k, v in scores.items()}, " (best)" if improved else "")
+    return scores, last
+
+
+# ---------------------------------------------------------------- Ray Train worker
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
@@ -247,69 +356,43 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from model import DiffGMM, make_checkpoint, model_from_checkpoint
-    from pipeline.enhance import EnhanceConfig, Enhancer
-    from pipeline.training import train_step, validate
+    from pipeline.training import train_step
 
     config: TrainConfig = loop_config["config"]
     valid = loop_config["valid"]
-    context = ray.train.get_context()
-    rank = context.get_world_rank()
+    rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
-    torch.manual_seed(config.optim.seed)
 
-    model = DiffGMM(config.model)
-    state = None
+    state = loop_config.get("resume_state")
     ray_ckpt = ray.train.get_checkpoint()
     if ray_ckpt is not None:
         with ray_ckpt.as_directory() as d:
             state = torch.load(os.path.join(d, "last.pt"), map_location="cpu", weights_only=True)
-    elif loop_config.get("resume_state") is not None:
-        state = loop_config["resume_state"]
-    elif loop_config.get("init_state") is not None:
-        init_model, _ = model_from_checkpoint(loop_config["init_state"])
-        model.load_state_dict(init_model.state_dict())
-    if state is not None:
-        restored, _ = model_from_checkpoint(state)
-        model.load_state_dict(restored.state_dict())
-    model = ray.train.torch.prepare_model(model)
+    model = ray.train.torch.prepare_model(build_model(config, state, loop_config.get("init_state")))
     core = model.module if hasattr(model, "module") else model
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
-    step, best = 0, -math.inf
-    if state is not None:
-        optimizer.load_state_dict(state["metadata"]["optimizer"])
-        step = int(state["metadata"]["trainer_state"]["step"])
-        best = float(state["metadata"]["trainer_state"]["best_pesq_wb"])
+    progress = restore_progress(optimizer, state)
     autocast = torch.bfloat16 if (config.scaling.use_gpu and config.scaling.mixed_precision) else None
 
     shard = ray.train.get_dataset_shard("train")
-    total_steps = config.optim.epochs * config.optim.steps_per_epoch
-    timer_audio, timer_wall, parts = 0.0, 0.0, {}
+    total_steps = config.optim.total_steps
+    timer_audio, parts = 0.0, {}
     t0 = time.perf_counter()
     for batch in shard.iter_torch_batches(batch_size=config.optim.batch_size, dtypes=torch.float32, device=device, drop_last=True):
-        if step >= total_steps:
+        if progress.step >= total_steps:
             break
+        lr = set_learning_rate(optimizer, config, progress.step)
         parts = train_step(model, optimizer, batch[NOISY], batch[CLEAN], config.loss, config.optim.grad_clip, autocast)
-        step += 1
+        progress.step += 1
         timer_audio += batch[NOISY].numel() / config.model.sample_rate
-        if step % config.optim.steps_per_epoch and step < total_steps:
+        if progress.step % config.optim.steps_per_epoch and progress.step < total_steps:
             continue
-        timer_wall = time.perf_counter() - t0
         metrics = {f"train_{k}": v for k, v in parts.items()}
-        metrics.update({"step": step, "epoch": step // config.optim.steps_per_epoch,
-                        "audio_seconds_per_second_per_worker": timer_audio / max(timer_wall, 1e-9)})
+        metrics.update({"step": progress.step, "epoch": progress.step // config.optim.steps_per_epoch, "learning_rate": lr,
+                        "audio_seconds_per_second_per_worker": timer_audio / max(time.perf_counter() - t0, 1e-9)})
         if rank == 0:
-            enhancer = Enhancer(core, EnhanceConfig(device=str(device)))
-            scores = validate(enhancer, valid, config.model.sample_rate)
+            scores, last = end_of_epoch(core, optimizer, progress, valid, config, device, loop_config["run_info"])
             metrics.update({f"val_{k}": v for k, v in scores.items()})
-            improved = scores["pesq_wb"] > best
-            best = max(best, scores["pesq_wb"])
-            meta = {"step": step, "val": scores, "name": config.name}
-            trainer_state = {"step": step, "best_pesq_wb": best}
-            last = make_checkpoint(core, {**meta, "optimizer": optimizer.state_dict(), "trainer_state": trainer_state})
-            _save(last, storage.join(config.run_uri, "last.pt"), config)
-            if improved:
-                _save(make_checkpoint(core, meta), storage.join(config.run_uri, "best.pt"), config)
             with tempfile.TemporaryDirectory() as d:
                 torch.save(last, os.path.join(d, "last.pt"))
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -318,30 +401,95 @@ def train_loop_per_worker(loop_config: dict) -> None:
         timer_audio, t0 = 0.0, time.perf_counter()
 
 
-def run_train(config: TrainConfig) -> dict:
-    """Launch the TorchTrainer; returns the final metrics and where the checkpoints are."""
+# ---------------------------------------------------------------- entry points
+
+
+def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str]], dict | None, dict | None]:
+    """Write the resolved config; return (corpus keys, the state to resume from, the state to start from)."""
     import yaml
+
+    from pipeline.checkpoints import load_checkpoint_dict
+    from pipeline.config import to_dict
+
+    resolved = {"config": to_dict(config), "run": run_info}
+    storage.write_bytes(storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage)
+    resume = read_train_state(config)
+    if resume:
+        log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
+    init_state = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0] if config.init_checkpoint_uri and not resume else None
+    return corpus_keys(config), resume, init_state
+
+
+def _steps_done(resume: dict | None) -> int:
+    return int(resume["metadata"]["trainer_state"]["step"]) if resume else 0
+
+
+def run_train_local(config: TrainConfig, run_info: dict | None = None, device: str = "auto") -> dict:
+    """The same recipe without Ray: one process (plus optional DataLoader workers), CPU or one GPU.
+
+    Example *i* of the run is the one the Ray executor would feed a single
+    worker; ``train_step``, validation and checkpoints are the shared ones, and
+    a rerun with the same name resumes from ``last.pt``.
+    """
+    import torch
+
+    from pipeline.enhance import pick_device
+    from pipeline.training import train_step
+
+    device = pick_device(device)
+    run_info = {**(run_info or {}), "executor": "local", "device": device}
+    if config.data.mode != "mix":
+        raise ValueError("the local executor trains in mix mode; use the Ray executor for paired data")
+    keys, resume, init_state = prepare_run(config, run_info)
+    valid = validation_set(config, keys)
+    stage = MixStage(config, keys["clean"], keys["noise"])
+    model = build_model(config, resume, init_state).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
+    progress = restore_progress(optimizer, resume)
+    autocast = torch.bfloat16 if (device.startswith("cuda") and config.scaling.mixed_precision) else None
+    batch_size, total_steps = config.optim.batch_size, config.optim.total_steps
+    loader = torch.utils.data.DataLoader(
+        stage,
+        batch_size=batch_size,
+        sampler=range(progress.step * batch_size, total_steps * batch_size),
+        num_workers=config.scaling.local_data_workers,
+        persistent_workers=False,
+    )
+    scores: dict = {}
+    timer_audio, t0 = 0.0, time.perf_counter()
+    for noisy, clean in loader:
+        lr = set_learning_rate(optimizer, config, progress.step)
+        parts = train_step(model, optimizer, noisy.to(device), clean.to(device), config.loss, config.optim.grad_clip, autocast)
+        progress.step += 1
+        timer_audio += noisy.numel() / config.model.sample_rate
+        if progress.step % 50 == 0:
+            rate = timer_audio / max(time.perf_counter() - t0, 1e-9)
+            log.info("step %d lr %.2e %s %.1f audio-s/s", progress.step, lr, {k: round(v, 4) for k, v in parts.items()}, rate)
+        if progress.step % config.optim.steps_per_epoch == 0 or progress.step == total_steps:
+            scores, _ = end_of_epoch(model, optimizer, progress, valid, config, device, run_info)
+            timer_audio, t0 = 0.0, time.perf_counter()
+    return {"metrics": {**{f"val_{k}": v for k, v in scores.items()}, "step": progress.step},
+            "run_uri": config.run_uri, "resumed_from_step": _steps_done(resume)}
+
+
+def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
+    """Launch the TorchTrainer; returns the final metrics and where the checkpoints are."""
     from ray.train import FailureConfig, RunConfig
     from ray.train import ScalingConfig as RayScaling
     from ray.train.torch import TorchTrainer
 
-    from pipeline.checkpoints import load_checkpoint_dict
-    from pipeline.config import to_dict
     from pipeline.runs import init_ray
 
+    run_info = {**(run_info or {}), "executor": "ray"}
     init_ray(None)
-    storage.write_bytes(storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(to_dict(config)).encode(), config.storage)
-    keys = corpus_keys(config)
-    resume = read_train_state(config)
-    done_steps = int(resume["metadata"]["trainer_state"]["step"]) if resume else 0
-    if resume:
-        log.info("resuming %s from step %d", config.name, done_steps)
+    keys, resume, init_state = prepare_run(config, run_info)
+    done_steps = _steps_done(resume)
     global_batch = config.optim.batch_size * config.scaling.num_workers
-    init_state = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0] if config.init_checkpoint_uri and not resume else None
     fs, path = storage.arrow_filesystem(config.storage_path, config.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config, "valid": validation_set(config, keys), "resume_state": resume, "init_state": init_state},
+        train_loop_config={"config": config, "valid": validation_set(config, keys), "resume_state": resume,
+                           "init_state": init_state, "run_info": run_info},
         scaling_config=RayScaling(
             num_workers=config.scaling.num_workers,
             use_gpu=config.scaling.use_gpu,

@@ -76,9 +76,10 @@ def train_step(model, optimizer, noisy, clean, loss_config, grad_clip: float = 5
     with torch.autocast(device_type=device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         out = model(noisy)
     # The loss runs in float32: the NLL's log-sum-exp and the STFT norms need the range.
-    out.enhanced = out.enhanced.float()
-    out.states = [s.float() for s in out.states]
-    loss, parts = diffgmm_loss(out, clean, loss_config)
+    out.enhanced, out.final = out.enhanced.float(), out.final.float()
+    out.states = [s if s.is_complex() else s.float() for s in out.states]
+    core = model.module if hasattr(model, "module") else model
+    loss, parts = diffgmm_loss(out, clean, loss_config, core.represent)
     if not math.isfinite(parts["total"]):
         raise FloatingPointError(f"non-finite loss {parts}")
     loss.backward()

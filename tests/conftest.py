@@ -51,6 +51,23 @@ def identity_model() -> IdentityModel:
 
 
 TINY_CONFIG = dict(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2)
+# The STFT representation at test size: 33 bins, 16 channels over frames.
+SMALL_STFT_CONFIG = dict(representation="stft", n_fft=64, hop_length=32, hidden_channels=16, depth=2, growth=1.0,
+                         kernel_size=4, stride=2, bottleneck_blocks=1, feature_channels=16, num_steps=2, num_components=3)
+
+
+def noisy_tone(seconds: int = 3):
+    """A seeded toy denoising problem: an amplitude-modulated 220 Hz tone plus white noise, 16 kHz.
+
+    Returns (clean, noisy), each (seconds, 16000) float32 tensors: one row per second.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.arange(seconds * 16000) / 16000
+    clean = 0.3 * torch.sin(2 * torch.pi * 220 * t) * (0.5 + 0.5 * torch.sin(2 * torch.pi * 2 * t))
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
+    return clean.view(seconds, 16000), noisy.view(seconds, 16000)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +82,44 @@ def tiny_checkpoint(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
     save_checkpoint(make_checkpoint(DiffGMM(DiffGMMConfig(**TINY_CONFIG)), {"note": "test"}), path)
     return path
+
+
+def _write(path, data, rate, subtype="PCM_16", fmt=None):
+    import soundfile as sf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, data, rate, subtype=subtype, format=fmt)
+
+
+def make_corpus(root: str) -> dict[str, str]:
+    """Good and bad inputs, with clean references for the good mono ones; returns {key: expectation}."""
+    from pipeline.demo_data import generate_pair
+
+    rng = np.random.default_rng(0)
+    expect = {}
+    for i, seconds in enumerate((1.3, 2.7)):
+        noisy, clean = generate_pair(seconds, 5.0, 16000, rng)
+        key = f"speaker{i}/clip_{i}.wav"
+        _write(f"{root}/noisy/{key}", noisy, 16000)
+        _write(f"{root}/clean/{key}", clean, 16000)
+        expect[key] = "ok"
+    noisy, _ = generate_pair(1.1, 5.0, 44100, rng)
+    _write(f"{root}/noisy/stereo_24bit.flac", np.stack([noisy, 0.5 * noisy], axis=1), 44100, "PCM_24")
+    expect["stereo_24bit.flac"] = "ok"
+    _write(f"{root}/noisy/float_8k.wav", generate_pair(0.9, 5.0, 8000, rng)[0], 8000, "FLOAT")
+    expect["float_8k.wav"] = "ok"
+    _write(f"{root}/noisy/silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    _write(f"{root}/clean/silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    expect["silent.wav"] = "ok"
+    os.makedirs(f"{root}/noisy", exist_ok=True)
+    with open(f"{root}/noisy/corrupt.wav", "wb") as f:
+        f.write(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
+    expect["corrupt.wav"] = "error"
+    open(f"{root}/noisy/empty.flac", "wb").close()
+    expect["empty.flac"] = "error"
+    with open(f"{root}/noisy/notes.txt", "w") as f:
+        f.write("not audio, filtered out by extension")
+    return expect
 
 
 def _free_port() -> int:

@@ -16,15 +16,6 @@ def test_denoise_example_config_loads():
     assert config.actors.max_actors == 4 and config.model.enhance.window.window_seconds == 2.0
 
 
-def test_default_training_recipe_loads_and_matches_the_shipped_model():
-    from pipeline.checkpoints import load_model
-
-    config = load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"))
-    shipped = load_model().model.config
-    assert (config.model.num_steps, config.model.num_components) == (shipped.num_steps, shipped.num_components)
-    assert config.loss.stft_weight == 0.0 and "zalozba_" in config.data.exclude_prefixes
-
-
 def test_overrides_are_typed_and_checked(tmp_path):
     config = load_yaml(TrainConfig, str(CONFIGS / "train-default.yaml"), {"optim.epochs": 3, "model.num_components": 1})
     assert config.optim.epochs == 3 and config.model.num_components == 1
@@ -74,3 +65,43 @@ def test_actor_settings_are_checked_for_every_job_that_wires_the_model():
     with pytest.raises(ValueError, match="fuses"):
         EvaluateConfig(output_uri="b", clean_uri="c", noisy_uri="n", cpus_per_cpu_task=0.5, actors=same)
     DenoiseConfig(input_uri="a", output_uri="b", cpus_per_cpu_task=0.5, actors=ActorConfig(cpus_per_actor=0.75))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"write.metrics": ["pesq_wbb"]}, "unknown metrics \\['pesq_wbb'\\]"),
+        ({"write.output_format": "mp4"}, "write.output_format must be one of"),
+        ({"decode.channel_policy": "left"}, "decode.channel_policy must be one of"),
+        ({"write.dnsmos.hop_seconds": 0}, "hop_seconds"),
+    ],
+)
+def test_denoise_config_typos_are_refused_before_anything_runs(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"), override)
+
+
+def test_dnsmos_is_a_known_metric_and_off_by_default():
+    config = load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"), {"write.metrics": ["pesq_wb", "dnsmos"]})
+    assert config.write.wants_dnsmos and config.write.reference_metrics == ("pesq_wb",)
+    assert not load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml")).write.wants_dnsmos
+
+
+def test_lr_schedule_is_a_function_of_the_step():
+    from pipeline.train_job import OptimConfig
+
+    optim = OptimConfig(learning_rate=1e-3, steps_per_epoch=10, epochs=10, lr_schedule="cosine", lr_min_fraction=0.1, warmup_steps=10)
+    assert optim.learning_rate_at(0) == pytest.approx(1e-4) and optim.learning_rate_at(9) == pytest.approx(1e-3)
+    assert optim.learning_rate_at(10) == pytest.approx(1e-3)
+    assert optim.learning_rate_at(55) == pytest.approx(0.55e-3, rel=1e-6)  # half-way: the mean of max and min
+    assert optim.learning_rate_at(100) == pytest.approx(1e-4)
+    assert OptimConfig(learning_rate=1e-3).learning_rate_at(123) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        OptimConfig(lr_schedule="step")
+
+
+@pytest.mark.parametrize("override", [{"actors.max_actors": -1}, {"actors.min_actors": 3, "actors.max_actors": 2},
+                                      {"actors.cpus_per_actor": 0}, {"actors.cpu_actor_share": 1.5}])
+def test_actor_settings_out_of_range_are_refused(override):
+    with pytest.raises(ConfigError, match="actors"):
+        load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"), override)

@@ -11,45 +11,11 @@ import pytest
 import soundfile as sf
 
 from pipeline import schema as S
-from pipeline.demo_data import generate_pair
 from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
 from pipeline.stages import ModelStageConfig
+from conftest import make_corpus
 
 pytestmark = pytest.mark.slow
-
-
-def _write(path, data, rate, subtype="PCM_16", fmt=None):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    sf.write(path, data, rate, subtype=subtype, format=fmt)
-
-
-def make_corpus(root: str) -> dict[str, str]:
-    """Good and bad inputs, with clean references for the good mono ones; returns {key: expectation}."""
-    rng = np.random.default_rng(0)
-    expect = {}
-    for i, seconds in enumerate((1.3, 2.7)):
-        noisy, clean = generate_pair(seconds, 5.0, 16000, rng)
-        key = f"speaker{i}/clip_{i}.wav"
-        _write(f"{root}/noisy/{key}", noisy, 16000)
-        _write(f"{root}/clean/{key}", clean, 16000)
-        expect[key] = "ok"
-    noisy, _ = generate_pair(1.1, 5.0, 44100, rng)
-    _write(f"{root}/noisy/stereo_24bit.flac", np.stack([noisy, 0.5 * noisy], axis=1), 44100, "PCM_24")
-    expect["stereo_24bit.flac"] = "ok"
-    _write(f"{root}/noisy/float_8k.wav", generate_pair(0.9, 5.0, 8000, rng)[0], 8000, "FLOAT")
-    expect["float_8k.wav"] = "ok"
-    _write(f"{root}/noisy/silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    _write(f"{root}/clean/silent.wav", np.zeros(16000, dtype=np.float32), 16000)
-    expect["silent.wav"] = "ok"
-    os.makedirs(f"{root}/noisy", exist_ok=True)
-    with open(f"{root}/noisy/corrupt.wav", "wb") as f:
-        f.write(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
-    expect["corrupt.wav"] = "error"
-    open(f"{root}/noisy/empty.flac", "wb").close()
-    expect["empty.flac"] = "error"
-    with open(f"{root}/noisy/notes.txt", "w") as f:
-        f.write("not audio, filtered out by extension")
-    return expect
 
 
 def _config(tmp, input_uri, output_uri, reference_uri, checkpoint, **kw):

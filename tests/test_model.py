@@ -7,6 +7,7 @@ import torch
 from model import DiffGMM, DiffGMMConfig, LossConfig, diffgmm_loss
 from model.gmm import MixtureParams, mixture_mean, mixture_nll, mixture_sample, params_from_raw
 from pipeline.metrics import si_sdr_db
+from conftest import noisy_tone
 
 SMALL = DiffGMMConfig(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2)
 
@@ -91,11 +92,8 @@ def test_mixture_sample_follows_the_mixture():
 
 
 def test_tiny_model_overfits_a_few_seconds_of_noisy_audio():
-    g = torch.Generator().manual_seed(0)
-    t = torch.arange(3 * 16000) / 16000
-    clean = 0.3 * torch.sin(2 * torch.pi * 220 * t) * (0.5 + 0.5 * torch.sin(2 * torch.pi * 2 * t))
-    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
-    clean_b, noisy_b = clean.view(3, 16000), noisy.view(3, 16000)
+    clean_b, noisy_b = noisy_tone(3)
+    clean, noisy = clean_b.flatten(), noisy_b.flatten()
     torch.manual_seed(0)
     model = DiffGMM(SMALL)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -53,7 +53,7 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
         storage_path=f"{root}/train",
         model=DiffGMMConfig(**TINY_CONFIG),
         mix=MixConfig(segment_seconds=0.5),
-        data=DataConfig(mode="mix", clean_uri=f"{root}/clean", noise_uri=f"{root}/noise", holdout_fraction=0.3, valid_pairs=2, valid_segment_seconds=1.0),
+        data=DataConfig(mode="mix", clean_uri=f"{root}/clean", noise_uri=f"{root}/noise", clean_holdout_fraction=0.3, noise_holdout_fraction=0.3, valid_pairs=2, valid_segment_seconds=1.0),
         optim=OptimConfig(learning_rate=3e-3, batch_size=4, steps_per_epoch=4, epochs=1),
         scaling=ScalingConfig(num_workers=2, cpus_per_worker=0.5, cpus_per_data_actor=0.25),
     )

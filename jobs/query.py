@@ -1,0 +1,69 @@
+"""``diffgmm query``: SQL (DuckDB) over the committed runs under an output prefix, and named queries."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def build_sql(args, results) -> str:
+    from pipeline import queries
+
+    if args.worst is not None:
+        run = results.run(args.run_id)
+        return queries.worst(run.run_id, args.worst, args.metric)
+    if args.errors:
+        return queries.errors(results.run(args.run_id).run_id if args.run_id else None)
+    if args.compare:
+        run_a, run_b = (results.run(r).run_id for r in args.compare)
+        return queries.compare(run_a, run_b)
+    if args.noise_profile:
+        return queries.noise_profile(args.depth)
+    return args.sql or "SELECT * FROM runs ORDER BY committed_at"
+
+
+def render(table, fmt: str) -> bytes:
+    """An Arrow table as the requested format's bytes."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+    frame = table.to_pandas()
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    if fmt == "json":
+        return frame.to_json(orient="records", indent=1, date_format="iso", default_handler=str).encode() + b"\n"
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
+        text = frame.to_string(index=False) + f"\n({len(frame)} rows)" if len(frame) else "(no rows)"
+    return (text + "\n").encode()
+
+
+def run(args) -> int:
+    from pipeline import storage
+    from pipeline.results import Results
+
+    if args.format == "parquet" and not args.out:
+        raise ValueError("--format parquet needs --out FILE (Parquet is not for a terminal)")
+    results = Results(args.output_uri, storage.StorageConfig(endpoint_url=args.endpoint_url))
+    if not results.runs:
+        print(f"no committed runs under {args.output_uri}", file=sys.stderr)
+        return 1
+    sql = build_sql(args, results)
+    if args.show_sql:
+        print(sql, file=sys.stderr)
+    table = results.connect().sql(sql).arrow()
+    if hasattr(table, "read_all"):  # DuckDB may hand back a record batch reader
+        table = table.read_all()
+    data = render(table, args.format)
+    if args.out:
+        storage.write_bytes(args.out, data)
+        print(f"{table.num_rows} rows → {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(data.decode())
+    return 0

@@ -1,0 +1,210 @@
+"""`diffgmm query` and `diffgmm report` over real committed runs (real Ray, real Parquet), DNSMOS in the job,
+and the report opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.cli import main
+from pipeline import schema as S
+from pipeline.denoise import DenoiseConfig, run_denoise
+from pipeline.longform import StreamConfig
+from pipeline.results import Results
+from pipeline.runs import RunPaths
+from pipeline.stages import ModelStageConfig, WriteConfig
+from conftest import TINY_CONFIG, make_corpus
+
+pytestmark = pytest.mark.slow
+
+RUNS = ("night-1", "night-2")
+
+
+@pytest.fixture(scope="module")
+def two_runs(ray_local, tmp_path_factory, tiny_checkpoint):
+    """Two committed runs of two different models over one corpus with errors, a streamed file and NaN metrics."""
+    import torch
+
+    from model import DiffGMM, DiffGMMConfig, make_checkpoint
+    from pipeline.checkpoints import save_checkpoint
+
+    tmp = tmp_path_factory.mktemp("results")
+    root, out = str(tmp / "corpus"), str(tmp / "out")
+    expect = make_corpus(root)
+    torch.manual_seed(1)
+    other = str(tmp / "other.pt")
+    save_checkpoint(make_checkpoint(DiffGMM(DiffGMMConfig(**TINY_CONFIG)), {}), other)
+    for run_id, checkpoint in zip(RUNS, (tiny_checkpoint, other)):
+        run_denoise(DenoiseConfig(
+            input_uri=f"{root}/noisy", output_uri=out, reference_uri=f"{root}/clean", run_id=run_id,
+            model=ModelStageConfig(checkpoint_uri=checkpoint),
+            # speaker1/clip_1.wav (2.7 s) streams block by block: no reference metrics, no DNSMOS.
+            stream=StreamConfig(stream_seconds=2.0, probe_bytes=1, block_seconds=0.5),
+            write=WriteConfig(metrics=("pesq_wb", "si_sdr_db", "stoi", "dnsmos")),
+        ))
+    tables = {run: pq.read_table(RunPaths.of(out, run).clips_uri).to_pylist() for run in RUNS}
+    return out, expect, tables
+
+
+def _query(capsys, *argv) -> str:
+    capsys.readouterr()
+    assert main(["query", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_runs_view_and_latest_match_the_markers_and_tables(two_runs, capsys):
+    out, expect, tables = two_runs
+    runs = json.loads(_query(capsys, out, "--format", "json"))
+    assert [r["run_id"] for r in runs] == list(RUNS)
+    for r in runs:
+        marker = json.loads(open(f"{RunPaths.of(out, r['run_id']).run_uri}/_COMMITTED.json").read())
+        assert (r["clips"], r["ok"], r["errors"]) == (marker["summary"]["clips"], marker["summary"]["ok"], marker["summary"]["errors"])
+        assert r["clips"] == len(tables[r["run_id"]]) and r["model_id"] == marker["model_id"]
+        assert r["cpu_seconds"] > 0 and r["gpu_seconds"] == 0 and r["cpu_seconds_per_audio_hour"] > 0
+    assert runs[0]["config_sha256"] == runs[1]["config_sha256"] or runs[0]["model_id"] != runs[1]["model_id"]
+    latest = json.loads(_query(capsys, out, "SELECT input_key, run_id, model_id FROM latest ORDER BY input_key", "--format", "json"))
+    assert [r["input_key"] for r in latest] == sorted(expect)
+    assert {r["run_id"] for r in latest} == {"night-2"}
+
+
+def test_worst_matches_the_parquet(two_runs, capsys):
+    out, _, tables = two_runs
+    rows = [r for r in tables["night-2"] if r[S.STATUS] == "ok" and r[S.PESQ_WB] is not None and math.isfinite(r[S.PESQ_WB])]
+    expected = sorted(rows, key=lambda r: (r[S.PESQ_WB], r[S.INPUT_KEY]))[:2]
+    got = json.loads(_query(capsys, out, "--worst", "2", "--format", "json"))
+    assert [g["input_key"] for g in got] == [e[S.INPUT_KEY] for e in expected]
+    assert [g["pesq_wb"] for g in got] == pytest.approx([e[S.PESQ_WB] for e in expected])
+    # gmm_nll: higher is worse, so the order flips.
+    nll = json.loads(_query(capsys, out, "--worst", "1", "--metric", "gmm_nll", "--run-id", "night-1", "--format", "json"))
+    ok = [r for r in tables["night-1"] if r[S.STATUS] == "ok" and r[S.GMM_NLL] is not None and math.isfinite(r[S.GMM_NLL])]
+    assert nll[0]["input_key"] == max(ok, key=lambda r: r[S.GMM_NLL])[S.INPUT_KEY]
+
+
+def test_errors_compare_and_noise_profile(two_runs, capsys):
+    out, expect, tables = two_runs
+    errors = json.loads(_query(capsys, out, "--errors", "--format", "json"))
+    counted = collections.Counter(r[S.ERROR].split(":", 1)[0] for r in tables["night-2"] if r[S.STATUS] != "ok")
+    assert {e["error_kind"]: e["clips"] for e in errors} == dict(counted) == {"decode": 1, "empty": 1}
+
+    compared = json.loads(_query(capsys, out, "--compare", *RUNS, "--format", "json"))
+    a = {r[S.INPUT_KEY]: r for r in tables["night-1"] if r[S.STATUS] == "ok"}
+    b = {r[S.INPUT_KEY]: r for r in tables["night-2"] if r[S.STATUS] == "ok"}
+    assert sorted(c["input_key"] for c in compared) == sorted(set(a) & set(b))
+    for c in compared:
+        key = c["input_key"]
+        for m in (S.PESQ_WB, S.REMOVED_NOISE_DB, S.DNSMOS_OVRL):
+            if a[key][m] is not None and math.isfinite(a[key][m]) and math.isfinite(b[key][m]):
+                assert c[f"delta_{m}"] == pytest.approx(b[key][m] - a[key][m])
+    assert any(abs(c["delta_removed_noise_db"]) > 1e-6 for c in compared)  # two different models
+
+    profile = json.loads(_query(capsys, out, "--noise-profile", "--format", "json"))
+    ok_latest = [r for r in tables["night-2"] if r[S.STATUS] == "ok"]
+    by_folder = collections.Counter(r[S.INPUT_KEY].split("/")[0] if "/" in r[S.INPUT_KEY] else "." for r in ok_latest)
+    assert {p["folder"]: p["clips"] for p in profile} == dict(by_folder)
+    for p in profile:
+        assert sum(p["mean_occupancy"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_output_formats_and_operator_errors(two_runs, capsys, tmp_path):
+    out, expect, tables = two_runs
+    csv = _query(capsys, out, "SELECT input_key, status FROM clips WHERE run_id = 'night-1' ORDER BY input_key", "--format", "csv")
+    assert csv.splitlines()[0] == "input_key,status" and len(csv.splitlines()) == 1 + len(expect)
+    target = str(tmp_path / "q.parquet")
+    assert main(["query", out, "SELECT * FROM clips", "--format", "parquet", "--out", target]) == 0
+    assert pq.read_table(target).num_rows == 2 * len(expect)
+    table = _query(capsys, out, "--worst", "3", "--metric", "removed_noise_db")
+    finite = [r for r in tables["night-2"] if r[S.STATUS] == "ok" and math.isfinite(r[S.REMOVED_NOISE_DB] or math.nan)]
+    assert "removed_noise_db" in table and f"({min(3, len(finite))} rows)" in table and len(finite) >= 3
+    capsys.readouterr()
+    assert main(["query", out, "--worst", "3", "--metric", "pesq_wbb"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown metric 'pesq_wbb'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["query", out, "--worst", "3", "--run-id", "night-9"]) == 1
+    assert "no committed run 'night-9'" in capsys.readouterr().err
+    assert main(["query", str(tmp_path / "nothing-here")]) == 1
+
+
+def test_dnsmos_columns_in_the_denoise_table(two_runs):
+    _, _, tables = two_runs
+    rows = {r[S.INPUT_KEY]: r for r in tables["night-1"]}
+    scored = [r for r in rows.values() if r[S.STATUS] == "ok" and not r[S.STREAMED] and r[S.INPUT_KEY] != "silent.wav"]
+    assert scored
+    for r in scored:
+        for name in S.DNSMOS_BASE:
+            assert 1.0 <= r[name] <= 5.0 and 1.0 <= r[f"input_{name}"] <= 5.0, (r[S.INPUT_KEY], name)
+            assert r[f"delta_{name}"] == pytest.approx(r[name] - r[f"input_{name}"])
+    assert rows["speaker1/clip_1.wav"][S.STREAMED] and rows["speaker1/clip_1.wav"][S.DNSMOS_OVRL] is None
+    assert rows["corrupt.wav"][S.DNSMOS_OVRL] is None
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("headless Chromium is needed for the report test: apt-get install chromium (make test installs it)")
+
+
+def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_chromium(two_runs, tmp_path):
+    import matplotlib.image
+
+    out, _, _ = two_runs
+    report = str(tmp_path / "report.html")
+    assert main(["report", out, "--against", "night-1", "--out", report, "--clips", "2", "--excerpt-seconds", "2"]) == 0
+    text = open(report, encoding="utf-8").read()
+    # Only one clip has a reference here, so clips are ranked by DNSMOS, which most have.
+    for needle in ("Denoise run night-2", "Worst clips by dnsmos_ovrl", "Best clips by dnsmos_ovrl", "Compared with night-1",
+                   "corrupt.wav", "empty.flac", "data:audio/wav;base64,", "data:image/png;base64,"):
+        assert needle in text, needle
+    assert text.count("<audio") == 2 * 2 * 2  # worst and best, two clips each, noisy and denoised
+    assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+    assert "silent.wav ·" not in text  # digital silence is never shown as a worst or best clip
+
+    shot = str(tmp_path / "report.png")
+    proc = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+         "--v=0", "--window-size=1280,2400", f"--screenshot={shot}", f"file://{report}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    image = matplotlib.image.imread(shot)
+    assert image.shape[0] >= 2000 and image.shape[1] >= 1200
+    # Not a blank page: the figures put plenty of distinct colours on it.
+    assert float(image[..., :3].std()) > 0.05
+    assert len(np.unique((image[::8, ::8, :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 200
+
+
+def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint, capsys):
+    import boto3
+
+    from pipeline.storage import StorageConfig
+
+    endpoint, bucket = s3_bucket
+    root = str(tmp_path / "corpus")
+    expect = make_corpus(root)
+    client = boto3.client("s3", endpoint_url=endpoint)
+    for key in expect:
+        client.upload_file(f"{root}/noisy/{key}", bucket, f"in/{key}")
+    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out", run_id="s3-night",
+                           storage=StorageConfig(endpoint_url=endpoint), model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    run_denoise(config)
+    results = Results(f"s3://{bucket}/out", StorageConfig(endpoint_url=endpoint))
+    assert [r.run_id for r in results.runs] == ["s3-night"]
+    rows = json.loads(_query(capsys, f"s3://{bucket}/out", "SELECT status, count(*) AS n FROM clips GROUP BY status ORDER BY status",
+                             "--format", "json", "--endpoint-url", endpoint))
+    assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
+    report = str(tmp_path / "s3.html")
+    assert main(["report", f"s3://{bucket}/out", "--out", report, "--clips", "1", "--endpoint-url", endpoint]) == 0
+    text = io.open(report, encoding="utf-8").read()
+    # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
+    assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
+    assert "testing-secret-value" not in text
