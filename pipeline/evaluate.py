@@ -29,12 +29,12 @@ from pipeline.denoise import ActorConfig, map_model
 from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, split_blocks, write_commit
 from pipeline.dnsmos import DNSMOSConfig, dnsmos_columns
 from pipeline.metrics import DNSMOS, METRIC_NAMES, check_metric_names, score_all
-from pipeline.stages import AUDIO, AUDIO_CHANNELS, ModelStageConfig, error_text, pack_audio, unpack_audio
+from pipeline.stages import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, ModelStageConfig, error_text, pack_audio, unpack_audio
 
 log = logging.getLogger(__name__)
 
 DIFFGMM = "diffgmm"
-CLEAN_URI, NOISY_URI, REFERENCE, ENHANCED = "clean_uri", "noisy_uri", "reference", "enhanced"
+CLEAN_URI, NOISY_URI, REFERENCE = "clean_uri", "noisy_uri", "reference"
 
 PAIR_SCHEMA = pa.schema(
     [
@@ -171,7 +171,7 @@ class ScoreStage:
 
     def _output(self, model: str, row: dict, noisy: np.ndarray) -> tuple[np.ndarray, float]:
         if model == DIFFGMM:
-            return unpack_audio(row[ENHANCED], 1)[0], row[S.SECONDS_MODEL]
+            return unpack_audio(row[ENHANCED_AUDIO], 1)[0], row[S.SECONDS_MODEL]
         start = time.perf_counter()
         out = BASELINES[model](noisy, self.sample_rate)
         return out, time.perf_counter() - start
@@ -291,7 +291,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         model_id = loaded.model_id
         if loaded.model.config.sample_rate != config.sample_rate:
             raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
-        ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED, blocks=len(blocks))
+        ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED_AUDIO, blocks=len(blocks))
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
     score = ScoreStage(run_id, config.models, config.metrics, config.sample_rate, config.dnsmos)
     ds = ds.map_batches(score, udf_modifying_row_count=True, **cpu)

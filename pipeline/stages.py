@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from pipeline import schema as S
 from pipeline import storage
-from pipeline.audio import CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
+from pipeline.audio import AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.enhance import EnhanceConfig
 from pipeline.longform import LongFileWriter, StreamConfig, probe
 from pipeline.dnsmos import DNSMOSConfig, dnsmos_columns
@@ -96,7 +96,7 @@ def unpack_audio(data: bytes, channels: int) -> np.ndarray:
 
 
 # "same": the input's container and sample format; else a container by name.
-OUTPUT_FORMATS = ("same", "wav", "flac", "ogg")
+OUTPUT_FORMATS = ("same", *(ext.lstrip(".") for ext in AUDIO_EXTENSIONS))
 
 
 @dataclass(frozen=True)
