@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="denoise local files in this process (no Ray)")
     p.add_argument("inputs", nargs="+", help="audio files")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
+    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("denoise", help="the batch job: a prefix of noisy audio → denoised audio + per-clip Parquet")
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
     p.add_argument("--output", dest="output_uri", help="output prefix")
     p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
-    p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
+    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
     p.add_argument("--run-id", help="run id (default: UTC timestamp); reuse it to retry a run idempotently")
     p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
 
@@ -69,11 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noisy", dest="noisy_uri", help="noisy prefix (keys match the clean prefix)")
     p.add_argument("--pairs", dest="pairs_uri", help="CSV or Parquet manifest with clean_uri,noisy_uri columns")
     p.add_argument("--output", dest="output_uri", help="where the table and summary go")
-    p.add_argument("--checkpoint", help="checkpoint path or URI (default: the shipped model)")
-    p.add_argument("--models", help="comma-separated: diffgmm,rnnoise,noisy,spectral_gating,wiener")
+    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
+    p.add_argument("--models", help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
+                   "rnnoise,noisy,spectral_gating,wiener (baselines)")
     p.add_argument("--run-id")
 
-    p = sub.add_parser("train", help="train DiffGMM from a recipe: Ray Train (TorchTrainer) or one local process")
+    p = sub.add_parser("train", help="train a model of the family (the recipe's model_name) from a recipe: Ray Train (TorchTrainer) or one local process")
     _common(p)
     p.add_argument("--name", help="run name; rerunning the same name resumes it")
     p.add_argument("--executor", choices=("ray", "local"), default="ray",

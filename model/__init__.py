@@ -1,12 +1,20 @@
 """DiffGMM and its model family, in pure PyTorch (imports only torch and numpy)."""
 
+from model.aigd import AIGD, AIGDConfig
 from model.checkpoint import CheckpointError, make_checkpoint, model_from_checkpoint
 from model.diffgmm import DiffGMM, DiffGMMConfig, ReverseOutput
+from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
-from model.registry import MODELS, build_model, config_from_dict
+from model.registry import MODELS, ModelSpec, build_model, config_from_dict, spec
 
 __all__ = [
+    "AIGD",
+    "AIGDConfig",
+    "AIGDLossConfig",
     "MODELS",
+    "ModelSpec",
+    "aigd_loss",
+    "spec",
     "CheckpointError",
     "DiffGMM",
     "DiffGMMConfig",

@@ -36,16 +36,57 @@ class LossConfig:
     # target's spectrum (see _stft_mag).
     stft_floor_db: float = -80.0
     si_sdr_weight: float = 0.0
+    # Power-law compressed spectrum (GTCRN, MP-SENet): MSE of |S|^p·e^{i∠S} and of |S|^p
+    # at one resolution; (1 − mag_fraction) of it on the complex part.
+    compressed_weight: float = 0.0
+    compressed_resolution: tuple[int, int] = (512, 256)
+    compressed_power: float = 0.3
+    compressed_mag_fraction: float = 0.7
 
     def __post_init__(self) -> None:
-        if min(self.l1_weight, self.nll_weight, self.stft_weight, self.si_sdr_weight) < 0:
+        weights = (self.l1_weight, self.nll_weight, self.stft_weight, self.si_sdr_weight, self.compressed_weight)
+        if min(weights) < 0:
             raise ValueError("loss weights must be >= 0")
+        if not 0.0 < self.compressed_power <= 1.0:
+            raise ValueError(f"compressed_power must be in (0, 1], got {self.compressed_power}")
+        if not 0.0 <= self.compressed_mag_fraction <= 1.0:
+            raise ValueError(f"compressed_mag_fraction must be in [0, 1], got {self.compressed_mag_fraction}")
+
+
+def _stft(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    return torch.stft(x, n_fft, hop, window=window, return_complex=True)
 
 
 def _stft_power(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
+    spec = _stft(x, n_fft, hop)
     return spec.real.square() + spec.imag.square()
+
+
+def _power_floor(ref_pow: torch.Tensor, floor_db: float) -> torch.Tensor:
+    """Per-example power floor ``floor_db`` below the target's mean bin power, (batch, 1, 1)."""
+    return ref_pow.mean(dim=(-2, -1), keepdim=True) * 10.0 ** (floor_db / 10.0) + 1e-12
+
+
+def compressed_spectral_loss(
+    estimate: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int, power: float, mag_fraction: float, floor_db: float = -80.0
+) -> torch.Tensor:
+    """MSE of power-law compressed spectra, inputs (batch, samples); the loss of GTCRN and MP-SENet.
+
+    (1 − mag_fraction)·MSE(|E|^p e^{i∠E}, |R|^p e^{i∠R}) + mag_fraction·MSE(|E|^p, |R|^p).
+    The compression weighs quiet bins more than a linear spectrum does and less
+    than a logarithm does; the complex part keeps the phase honest. Powers are
+    floored as in :func:`multires_stft_loss` so gradients stay finite at zeros.
+    """
+    est, ref = _stft(estimate, n_fft, hop), _stft(target, n_fft, hop)
+    ref_pow = ref.real.square() + ref.imag.square()
+    floor = _power_floor(ref_pow, floor_db)
+    est_mag = (est.real.square() + est.imag.square() + floor).sqrt()
+    ref_mag = (ref_pow + floor).sqrt()
+    est_c, ref_c = est * est_mag.pow(power - 1.0), ref * ref_mag.pow(power - 1.0)
+    complex_mse = (est_c - ref_c).abs().square().mean()
+    mag_mse = (est_mag.pow(power) - ref_mag.pow(power)).square().mean()
+    return (1.0 - mag_fraction) * complex_mse + mag_fraction * mag_mse
 
 
 def multires_stft_loss(estimate: torch.Tensor, target: torch.Tensor, resolutions, floor_db: float = -80.0) -> torch.Tensor:
@@ -64,7 +105,7 @@ def multires_stft_loss(estimate: torch.Tensor, target: torch.Tensor, resolutions
     total = estimate.new_zeros(())
     for n_fft, hop in resolutions:
         est_pow, ref_pow = _stft_power(estimate, n_fft, hop), _stft_power(target, n_fft, hop)
-        floor = ref_pow.mean(dim=(-2, -1), keepdim=True) * 10.0 ** (floor_db / 10.0) + 1e-12
+        floor = _power_floor(ref_pow, floor_db)
         est, ref = (est_pow + floor).sqrt(), (ref_pow + floor).sqrt()
         convergence = torch.linalg.norm(ref - est) / torch.linalg.norm(ref)
         total = total + convergence + F.l1_loss(est.log(), ref.log())
@@ -106,6 +147,13 @@ def diffgmm_loss(
         stft = multires_stft_loss(final, target, config.stft_resolutions, config.stft_floor_db)
         total = total + config.stft_weight * stft
         parts["stft"] = float(stft.detach())
+    if config.compressed_weight > 0:
+        n_fft, hop = config.compressed_resolution
+        compressed = compressed_spectral_loss(
+            final, target, n_fft, hop, config.compressed_power, config.compressed_mag_fraction, config.stft_floor_db
+        )
+        total = total + config.compressed_weight * compressed
+        parts["compressed"] = float(compressed.detach())
     if config.si_sdr_weight > 0:
         si_sdr = neg_si_sdr_db(final, target)
         total = total + config.si_sdr_weight * si_sdr

@@ -1,40 +1,62 @@
-"""Model family registry: a config name → (module class, config class).
+"""Model family registry: a model name → its module, config, loss config and loss.
 
 The pipeline knows only the interface ``model.enhance(windows) -> (windows, stats)``
-with windows (batch, samples) float32 at the model's ``config.sample_rate``.
-Later family members (AIGD, UDiffSE, FUSE) register here.
+with windows (batch, samples) float32 at the model's ``config.sample_rate``,
+and ``stats`` a dict of per-window tensors, (batch,) or (batch, k). Training
+knows only ``loss(model_output, clean, loss_config) -> (total, parts)``.
+UDiffSE and FUSE register here next.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from torch import nn
 
+from model.aigd import AIGD, AIGDConfig
 from model.diffgmm import DiffGMM, DiffGMMConfig
+from model.image_losses import AIGDLossConfig, aigd_loss
+from model.losses import LossConfig, diffgmm_loss
 
-MODELS: dict[str, tuple[type[nn.Module], type]] = {
-    "diffgmm": (DiffGMM, DiffGMMConfig),
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model_cls: type[nn.Module]
+    config_cls: type
+    loss_config_cls: type
+    # (forward output, clean (batch, samples), loss config, model) → (scalar loss, parts as floats)
+    loss: Callable[..., tuple[Any, dict[str, float]]]
+
+
+MODELS: dict[str, ModelSpec] = {
+    "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, lambda out, clean, cfg, model: diffgmm_loss(out, clean, cfg, model.represent)),
+    "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, lambda out, clean, cfg, model: aigd_loss(out, clean, cfg)),
 }
 
 
-def _lookup(name: str) -> tuple[type[nn.Module], type]:
+def spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     return MODELS[name]
 
 
+def _from_values(cls: type, values: dict[str, Any], what: str):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {what} keys: {unknown}")
+    # YAML and checkpoints carry tuples as lists.
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**fixed)
+
+
 def config_from_dict(name: str, values: dict[str, Any]):
     """Build the model's frozen config; unknown keys are an error, tuples come back from lists."""
-    _, config_cls = _lookup(name)
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {name} config keys: {unknown}")
-    return config_cls(**values)
+    return _from_values(spec(name).config_cls, values, f"{name} config")
 
 
 def build_model(name: str, config=None) -> nn.Module:
-    model_cls, config_cls = _lookup(name)
-    return model_cls(config if config is not None else config_cls())
+    s = spec(name)
+    return s.model_cls(config if config is not None else s.config_cls())

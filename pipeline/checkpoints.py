@@ -17,7 +17,18 @@ from pipeline import storage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = str(Path(__file__).resolve().parent / "assets" / "diffgmm-default.pt")
+ASSETS = Path(__file__).resolve().parent / "assets"
+# The shipped checkpoint of each trained family; a job's ``--checkpoint`` (or an
+# evaluation's model list) may name a family instead of a file.
+SHIPPED_CHECKPOINTS = {"diffgmm": str(ASSETS / "diffgmm-default.pt"), "aigd": str(ASSETS / "aigd-default.pt")}
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINTS["diffgmm"]
+
+
+def resolve_checkpoint(uri_or_name: str | None) -> str:
+    """A checkpoint path or URI; a shipped family's name (``diffgmm``, ``aigd``) stands for its shipped file, None for the default."""
+    if not uri_or_name:
+        return DEFAULT_CHECKPOINT
+    return SHIPPED_CHECKPOINTS.get(uri_or_name, uri_or_name)
 
 
 @dataclass
@@ -60,10 +71,10 @@ def load_checkpoint_dict(uri: str, config: storage.StorageConfig | None = None) 
 
 
 def load_model(uri: str | None = None, config: storage.StorageConfig | None = None) -> LoadedModel:
-    """Load a model from a checkpoint file (the shipped default when ``uri`` is None)."""
+    """Load a model from a checkpoint file, or a shipped family by name (the shipped default when ``uri`` is None)."""
     from model import CheckpointError, model_from_checkpoint
 
-    uri = uri or DEFAULT_CHECKPOINT
+    uri = resolve_checkpoint(uri)
     ckpt, data = load_checkpoint_dict(uri, config)
     try:
         model, metadata = model_from_checkpoint(ckpt)

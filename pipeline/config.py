@@ -63,6 +63,13 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def typed(cls: type[T], value: Any, where: str) -> T:
+    """A config section as ``cls``: None gives the defaults, a mapping is converted, an instance is kept."""
+    if value is None:
+        return cls()
+    return _convert(cls, value, where)
+
+
 def to_dict(config) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) for YAML/JSON."""
 

@@ -170,13 +170,15 @@ def map_model(
     output_column: str = AUDIO,
     long_files: LongFileWriter | None = None,
     blocks: int | None = None,
+    prefix: str = "",
 ):
     """Wire the model stage: an actor pool, one GPU per actor when the cluster has GPUs (or when asked)."""
     import ray
 
     use_gpu, low, high = actors.resolve(ray.cluster_resources(), blocks)
     log.info("model stage: %d-%d %s actors", low, high, "GPU" if use_gpu else "CPU")
-    kwargs = {"config": model, "storage_config": storage_config, "output_column": output_column, "long_files": long_files}
+    kwargs = {"config": model, "storage_config": storage_config, "output_column": output_column, "long_files": long_files,
+              "prefix": prefix}
     return ds.map_batches(
         ModelStage,
         fn_constructor_kwargs=kwargs,

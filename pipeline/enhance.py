@@ -50,12 +50,20 @@ def pick_device(name: str) -> str:
     return name
 
 
-@dataclass
-class ClipStats:
-    """Per-clip model statistics: sample-weighted means over the clip's windows."""
+# Per-clip model statistics by the model's own stat names (``gmm_nll`` for DiffGMM,
+# ``image_ssim`` for AIGD, …): a (batch,) stat becomes a float, a (batch, k) stat a list.
+ClipStats = dict[str, "float | list[float]"]
 
-    gmm_nll: float
-    gmm_occupancy: list[float]
+
+def mean_stats(items: list[ClipStats]) -> ClipStats:
+    """Element-wise mean of several clips' (or channels') stats; keys missing from some items are averaged over the rest."""
+    keys = dict.fromkeys(k for item in items for k in item)
+    out: ClipStats = {}
+    for k in keys:
+        values = np.array([item[k] for item in items if k in item], dtype=np.float64)
+        mean = values.mean(axis=0)
+        out[k] = float(mean) if mean.ndim == 0 else mean.tolist()
+    return out
 
 
 class Enhancer:
@@ -83,16 +91,16 @@ class Enhancer:
         torch = self._torch
         n, width = windows.shape
         size = self.config.batch_windows
-        outs, nlls, occs = [], [], []
+        outs, collected = [], {}
         for start in range(0, n, size):
             chunk = windows[start : start + size]
             batch = np.zeros((size if self.pad else len(chunk), width), dtype=np.float32)
             batch[: len(chunk)] = chunk
             enhanced, stats = self.model.enhance(torch.from_numpy(batch).to(self.device))
             outs.append(enhanced[: len(chunk)].float().cpu().numpy())
-            nlls.append(stats["gmm_nll"][: len(chunk)].float().cpu().numpy())
-            occs.append(stats["gmm_occupancy"][: len(chunk)].float().cpu().numpy())
-        return np.concatenate(outs), {"gmm_nll": np.concatenate(nlls), "gmm_occupancy": np.concatenate(occs)}
+            for k, v in stats.items():
+                collected.setdefault(k, []).append(v[: len(chunk)].float().cpu().numpy())
+        return np.concatenate(outs), {k: np.concatenate(v) for k, v in collected.items()}
 
     @staticmethod
     def valid_samples(length: int, count: int, width: int, hop: int) -> np.ndarray:
@@ -101,12 +109,9 @@ class Enhancer:
 
     @staticmethod
     def clip_stats(stats: dict[str, np.ndarray], weights: np.ndarray) -> ClipStats:
-        """Sample-weighted mean of per-window stats."""
+        """Sample-weighted mean of per-window stats, (windows,) or (windows, k) arrays → floats or lists."""
         w = weights / weights.sum()
-        return ClipStats(
-            gmm_nll=float(np.dot(w, stats["gmm_nll"])),
-            gmm_occupancy=[float(v) for v in w @ stats["gmm_occupancy"]],
-        )
+        return {k: float(w @ v) if v.ndim == 1 else [float(x) for x in w @ v] for k, v in stats.items()}
 
     def geometry(self, length: int) -> tuple[int, int]:
         """(window, hop) for a clip of ``length`` samples: the configured ones, or one bucket window that holds it."""
@@ -157,13 +162,13 @@ class Enhancer:
         total = num_windows(length, width, hop)
         done = 0
         pending: list[np.ndarray] = []
-        collected: dict[str, list[np.ndarray]] = {"gmm_nll": [], "gmm_occupancy": []}
+        collected: dict[str, list[np.ndarray]] = {}
 
         def run(batch: list[np.ndarray]) -> np.ndarray:
             nonlocal done
             enhanced, stats = self.enhance_windows(np.stack(batch))
-            for k in collected:
-                collected[k].append(stats[k])
+            for k, v in stats.items():
+                collected.setdefault(k, []).append(v)
             done += len(batch)
             return np.concatenate([ola.add(w) for w in enhanced])
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from pipeline import schema as S
 from pipeline import storage
 from pipeline.audio import load_mono
 from pipeline.baselines import BASELINES
+from pipeline.checkpoints import SHIPPED_CHECKPOINTS
 from pipeline.config import to_dict
 from pipeline.denoise import ActorConfig, map_model
 from pipeline.runs import RunPaths, TableWriter, default_run_id, init_ray, read_commit, split_blocks, write_commit
@@ -84,10 +86,38 @@ class EvaluateConfig:
         self.actors.check_cpu_share(self.cpus_per_cpu_task)
         if not self.pairs_uri and not (self.clean_uri and self.noisy_uri):
             raise ValueError("give clean_uri and noisy_uri, or pairs_uri")
-        unknown = set(self.models) - set(BASELINES) - {DIFFGMM}
+        labels = [m.split("=", 1)[0] for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"models: each name must appear once, got {list(self.models)}")
+        unknown = [m for m in self.models if "=" not in m and m not in BASELINES and m not in SHIPPED_CHECKPOINTS]
         if unknown:
-            raise ValueError(f"unknown models {sorted(unknown)}; known: {[DIFFGMM, *BASELINES]}")
+            raise ValueError(
+                f"unknown models {unknown}; known: {[*SHIPPED_CHECKPOINTS, *BASELINES]}, or LABEL=CHECKPOINT for any checkpoint"
+            )
         check_metric_names(self.metrics, "metrics")
+
+
+def neural_models(config: EvaluateConfig) -> dict[str, str]:
+    """Label → checkpoint of every neural entry of ``models``, in order.
+
+    A shipped family's name (``diffgmm``, ``aigd``) means its shipped
+    checkpoint, ``LABEL=URI`` any checkpoint. ``model.checkpoint_uri``
+    (``--checkpoint``) replaces the checkpoint of the entry named like the
+    family it holds (that entry is read when the model loads).
+    """
+    out = {}
+    for entry in config.models:
+        label, _, uri = entry.partition("=")
+        if uri:
+            out[label] = uri
+        elif label in SHIPPED_CHECKPOINTS:
+            out[label] = SHIPPED_CHECKPOINTS[label]
+    return out
+
+
+def model_columns(label: str) -> tuple[str, str]:
+    """(column prefix, enhanced-audio column) of a neural model's stage in the evaluation dataset."""
+    return f"{label}:", f"{label}:{ENHANCED_AUDIO}"
 
 
 def pair_table(config: EvaluateConfig) -> pa.Table:
@@ -165,16 +195,20 @@ class ScoreStage:
     def __init__(
         self, run_id: str, models: tuple[str, ...], metrics: tuple[str, ...], sample_rate: int, dnsmos: DNSMOSConfig | None = None
     ) -> None:
-        self.run_id, self.models, self.sample_rate = run_id, models, sample_rate
+        self.run_id, self.sample_rate = run_id, sample_rate
+        self.models = tuple(m.split("=", 1)[0] for m in models)  # labels
         self.metrics = tuple(m for m in metrics if m in METRIC_NAMES)
         self.dnsmos = (dnsmos or DNSMOSConfig()) if DNSMOS in metrics else None
 
-    def _output(self, model: str, row: dict, noisy: np.ndarray) -> tuple[np.ndarray, float]:
-        if model == DIFFGMM:
-            return unpack_audio(row[ENHANCED_AUDIO], 1)[0], row[S.SECONDS_MODEL]
+    def _output(self, model: str, row: dict, noisy: np.ndarray) -> tuple[np.ndarray, float, dict]:
+        """(enhanced, seconds, columns the model stage left for this row) of one model."""
+        if model not in BASELINES:
+            prefix, audio = model_columns(model)
+            extra = {name: row.get(prefix + name) for name in (S.MODEL_ID, S.MODEL_STATS)}
+            return unpack_audio(row[audio], 1)[0], row[prefix + S.SECONDS_MODEL], extra
         start = time.perf_counter()
         out = BASELINES[model](noisy, self.sample_rate)
-        return out, time.perf_counter() - start
+        return out, time.perf_counter() - start, {S.MODEL_ID: model}
 
     def score_row(self, row: dict) -> list[dict]:
         base = {
@@ -199,13 +233,13 @@ class ScoreStage:
         for model in self.models:
             out = {**base, S.MODEL: model, S.STATUS: S.STATUS_OK, S.ERROR: None}
             try:
-                enhanced, seconds = self._output(model, row, noisy)
+                enhanced, seconds, extra = self._output(model, row, noisy)
                 after = score_all(clean, enhanced[: len(clean)], self.sample_rate, self.metrics)
             except Exception as exc:  # a failing baseline costs its row only
                 rows.append({**out, S.STATUS: S.STATUS_ERROR, S.ERROR: error_text(exc)})
                 continue
             out[S.SECONDS_MODEL] = seconds
-            out[S.MODEL_ID] = row.get(S.MODEL_ID) if model == DIFFGMM else model
+            out.update(extra)
             for name in self.metrics:
                 out[name] = after[name].value
                 out[f"input_{name}"] = before[name].value
@@ -280,18 +314,28 @@ def run_evaluate(config: EvaluateConfig) -> dict:
         return {**committed["summary"], "run_id": run_id, "already_committed": True, "run_uri": paths.run_uri}
     started = time.perf_counter()
     pairs = pair_table(config)
-    model_id = None
+    neural = neural_models(config)
+    if config.model.checkpoint_uri:
+        family = load_model(config.model.checkpoint_uri, config.storage).model.name
+        if family not in neural:
+            raise ValueError(f"--checkpoint holds a {family} model, but models has no {family!r} entry to replace")
+        neural[family] = config.model.checkpoint_uri
+    model_ids = {}
+    for label, uri in neural.items():
+        loaded = load_model(uri, config.storage)
+        model_ids[label] = loaded.model_id
+        if loaded.model.config.sample_rate != config.sample_rate:
+            raise ValueError(f"model {label} runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
     init_ray(config.ray_address)
     blocks = split_blocks(pairs, config.rows_per_block)
     ds = ray.data.from_arrow(blocks)
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(PairLoadStage(config.sample_rate, config.storage), **cpu)
-    if DIFFGMM in config.models:
-        loaded = load_model(config.model.checkpoint_uri, config.storage)
-        model_id = loaded.model_id
-        if loaded.model.config.sample_rate != config.sample_rate:
-            raise ValueError(f"model runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
-        ds = map_model(ds, config.actors, config.model, config.storage, output_column=ENHANCED_AUDIO, blocks=len(blocks))
+    for label, uri in neural.items():
+        prefix, audio = model_columns(label)
+        stage = dataclasses.replace(config.model, checkpoint_uri=uri)
+        ds = map_model(ds, config.actors, stage, config.storage, output_column=audio, blocks=len(blocks), prefix=prefix)
+    if neural:
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)
     score = ScoreStage(run_id, config.models, config.metrics, config.sample_rate, config.dnsmos)
     ds = ds.map_batches(score, udf_modifying_row_count=True, **cpu)
@@ -305,7 +349,8 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     table = pa.concat_tables(tables) if tables else S.EVAL_SCHEMA.empty_table()
     columns = [m for m in config.metrics if m != DNSMOS] + (list(S.DNSMOS_BASE) if DNSMOS in config.metrics else [])
     summary = summarize(table, tuple(columns))
-    summary.update({"run_id": run_id, "model_id": model_id, "wall_seconds": time.perf_counter() - started})
+    model_id = ",".join(model_ids.values()) or None
+    summary.update({"run_id": run_id, "model_id": model_id, "model_ids": model_ids, "wall_seconds": time.perf_counter() - started})
     storage.write_bytes(storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage)
     marker = {
         "run_id": run_id,

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.audio import AudioError, StreamResampler, clip_for_subtype, resampled_length, to_channels
+from pipeline.enhance import mean_stats
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,7 @@ class _Tee:
 class StreamResult:
     """Figures of one streamed file; levels over all channels at the model rate."""
 
-    gmm_nll: float
-    gmm_occupancy: list[float]
+    stats: dict  # the model's per-clip stats (pipeline.enhance.ClipStats), mean over channels
     input_power: float  # mean square
     output_power: float
     removed_power: float
@@ -194,8 +194,7 @@ class LongFileWriter:
             storage.put_file(local, storage.join(self.audio_uri, output_key), self.storage)
         total = max(model_length * channels, 1)
         return StreamResult(
-            gmm_nll=float(np.mean([s.gmm_nll for s in stats])),
-            gmm_occupancy=np.mean([s.gmm_occupancy for s in stats], axis=0).tolist(),
+            stats=mean_stats(stats),
             input_power=power[0] / total,
             output_power=power[1] / total,
             removed_power=power[2] / total,

@@ -52,6 +52,12 @@ OUTPUT_RMS_DBFS = "output_rms_dbfs"
 REMOVED_NOISE_DB = "removed_noise_db"
 GMM_NLL = "gmm_nll"
 GMM_OCCUPANCY = "gmm_occupancy"
+# Every model family's own per-clip stats, by the model's stat name: one map
+# column, so a new family adds keys, not columns (DiffGMM: gmm_nll,
+# gmm_occupancy_0…K-1; AIGD: image_ssim). DuckDB: model_stats['image_ssim'].
+# gmm_nll and gmm_occupancy keep their own columns for the queries built on them.
+MODEL_STATS = "model_stats"
+MODEL_STATS_TYPE = pa.map_(pa.string(), pa.float64())
 
 # No-reference quality (DNSMOS P.835 SIG/BAK/OVRL and P.808, MOS 1–5) of the
 # output; the input's carry the ``input_`` prefix, output − input the ``delta_``
@@ -102,6 +108,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field(REMOVED_NOISE_DB, pa.float64()),
         pa.field(GMM_NLL, pa.float64()),
         pa.field(GMM_OCCUPANCY, pa.list_(pa.float32())),
+        pa.field(MODEL_STATS, MODEL_STATS_TYPE),
         *dnsmos_fields(),
     ]
 )
@@ -127,6 +134,7 @@ def _eval_schema() -> pa.Schema:
         pa.field(ERROR, pa.string()),
         pa.field(METRICS_ERROR, pa.string()),
         pa.field(SECONDS_MODEL, pa.float64()),
+        pa.field(MODEL_STATS, MODEL_STATS_TYPE),
     ]
     for name in EVAL_METRICS:
         fields += [
@@ -138,6 +146,17 @@ def _eval_schema() -> pa.Schema:
 
 
 EVAL_SCHEMA = _eval_schema()
+
+
+def flat_stats(stats: dict) -> list[tuple[str, float]]:
+    """A model's per-clip stats as ``model_stats`` map entries: lists become ``name_0``, ``name_1``, …"""
+    entries = []
+    for name, value in stats.items():
+        if isinstance(value, (list, tuple)):
+            entries.extend((f"{name}_{i}", float(v)) for i, v in enumerate(value))
+        else:
+            entries.append((name, float(value)))
+    return entries
 
 
 def empty_row(schema: pa.Schema) -> dict:

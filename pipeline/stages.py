@@ -26,7 +26,7 @@ import pyarrow as pa
 from pipeline import schema as S
 from pipeline import storage
 from pipeline.audio import AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
-from pipeline.enhance import EnhanceConfig
+from pipeline.enhance import EnhanceConfig, mean_stats
 from pipeline.longform import LongFileWriter, StreamConfig, probe
 from pipeline.dnsmos import DNSMOSConfig, dnsmos_columns
 from pipeline.metrics import DNSMOS, METRIC_NAMES, check_metric_names, power_db, removed_noise_db, rms_dbfs, score_all
@@ -207,6 +207,7 @@ class ModelStage:
         storage_config: storage.StorageConfig,
         output_column: str = AUDIO,
         long_files: LongFileWriter | None = None,
+        prefix: str = "",
     ) -> None:
         import torch
 
@@ -220,6 +221,9 @@ class ModelStage:
         self.enhancer = Enhancer(loaded.model, config.enhance)
         self.output_column = output_column
         self.long_files = long_files
+        # Several model stages in one dataset (an evaluation of several models) keep
+        # their columns apart by a prefix: "<label>:seconds_model", …
+        self.prefix = prefix
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         optional = [c for c in (S.STREAMED, S.KEY, FORMAT, SUBTYPE) if c in batch.column_names]
@@ -250,13 +254,14 @@ class ModelStage:
             new[S.INPUT_RMS_DBFS][i] = _finite(rms_dbfs(noisy))
             new[S.OUTPUT_RMS_DBFS][i] = _finite(rms_dbfs(enhanced))
             new[S.REMOVED_NOISE_DB][i] = _finite(removed_noise_db(noisy.ravel(), enhanced.ravel()))
-            new[S.GMM_NLL][i] = float(np.mean([p[2].gmm_nll for p in parts]))
-            new[S.GMM_OCCUPANCY][i] = np.mean([p[2].gmm_occupancy for p in parts], axis=0).tolist()
+            _set_stats(new, i, mean_stats([p[2] for p in parts]))
         new[S.STATUS] = [r[S.STATUS] for r in rows]
         new[S.ERROR] = [r[S.ERROR] for r in rows]
         for i in streamed:
             self._stream(rows[i], i, new)
-        types = MODEL_FIELDS | {self.output_column: pa.large_binary(), S.STATUS: pa.string(), S.ERROR: pa.string()}
+        types = {self.prefix + k: v for k, v in MODEL_FIELDS.items()}
+        types |= {self.output_column: pa.large_binary(), S.STATUS: pa.string(), S.ERROR: pa.string()}
+        new = {(k if k in (self.output_column, S.STATUS, S.ERROR) else self.prefix + k): v for k, v in new.items()}
         return with_columns(batch, new, types)
 
     def _stream(self, row: dict, i: int, new: dict[str, list]) -> None:
@@ -274,8 +279,14 @@ class ModelStage:
         new[S.OUTPUT_RMS_DBFS][i] = _finite(power_db(result.output_power))
         ratio = result.removed_power / result.input_power if result.input_power > 0 else math.nan
         new[S.REMOVED_NOISE_DB][i] = _finite(power_db(ratio))
-        new[S.GMM_NLL][i] = result.gmm_nll
-        new[S.GMM_OCCUPANCY][i] = result.gmm_occupancy
+        _set_stats(new, i, result.stats)
+
+
+def _set_stats(new: dict[str, list], i: int, stats: dict) -> None:
+    """The model's clip stats into row ``i``: all of them in the map, DiffGMM's also in their own columns."""
+    new[S.MODEL_STATS][i] = S.flat_stats(stats)
+    new[S.GMM_NLL][i] = stats.get(S.GMM_NLL)
+    new[S.GMM_OCCUPANCY][i] = stats.get(S.GMM_OCCUPANCY)
 
 
 MODEL_FIELDS = {
@@ -286,6 +297,7 @@ MODEL_FIELDS = {
     S.REMOVED_NOISE_DB: pa.float64(),
     S.GMM_NLL: pa.float64(),
     S.GMM_OCCUPANCY: pa.list_(pa.float32()),
+    S.MODEL_STATS: S.MODEL_STATS_TYPE,
 }
 MODEL_COLUMNS = tuple(MODEL_FIELDS)
 
@@ -385,7 +397,7 @@ class WriteStage:
                 S.INPUT_MTIME: row[S.MTIME],
                 **{c: row.get(c) for c in (S.DURATION_SECONDS, S.SAMPLE_RATE, S.CHANNELS, S.STATUS, S.ERROR, S.MODEL_ID)},
                 **{c: row.get(c) for c in (S.SECONDS_DECODE, S.SECONDS_MODEL, S.INPUT_RMS_DBFS, S.OUTPUT_RMS_DBFS)},
-                **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY, S.STREAMED)},
+                **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY, S.MODEL_STATS, S.STREAMED)},
             }
         )
         for name in S.QUALITY_COLUMNS:

@@ -24,10 +24,10 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from model import DiffGMMConfig, LossConfig
 from pipeline import storage
 from pipeline.mixing import MixConfig, indexed_example
 
@@ -115,12 +115,15 @@ class ScalingConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """``model_name`` picks the family (:mod:`model.registry`); ``model`` and ``loss`` are that family's configs."""
+
     name: str = "diffgmm"
+    model_name: str = "diffgmm"
     storage_path: str = "runs/train"
     init_checkpoint_uri: str | None = None
     max_failures: int = 2
-    model: DiffGMMConfig = field(default_factory=DiffGMMConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    model: Any = None
+    loss: Any = None
     mix: MixConfig = field(default_factory=MixConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -128,6 +131,15 @@ class TrainConfig:
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
 
     def __post_init__(self) -> None:
+        from model.registry import MODELS
+        from pipeline.config import typed
+
+        if self.model_name not in MODELS:
+            raise ValueError(f"model_name must be one of {sorted(MODELS)}, got {self.model_name!r}")
+        spec = MODELS[self.model_name]
+        # Frozen: the typed sections replace the mappings they were given.
+        object.__setattr__(self, "model", typed(spec.config_cls, self.model, "model"))
+        object.__setattr__(self, "loss", typed(spec.loss_config_cls, self.loss, "loss"))
         if self.data.mode not in ("mix", "paired"):
             raise ValueError("data.mode must be mix or paired")
         if self.data.mode == "mix" and not (self.data.clean_uri and self.data.noise_uri):
@@ -295,10 +307,11 @@ def build_model(config: TrainConfig, resume_state: dict | None, init_state: dict
     """The model to train: restored from ``resume_state`` (a ``last.pt`` dict), else initialised from ``init_state``, else fresh."""
     import torch
 
-    from model import DiffGMM, model_from_checkpoint
+    from model import build_model as build_family_model
+    from model import model_from_checkpoint
 
     torch.manual_seed(config.optim.seed)
-    model = DiffGMM(config.model)
+    model = build_family_model(config.model_name, config.model)
     source = resume_state if resume_state is not None else init_state
     if source is not None:
         restored, _ = model_from_checkpoint(source)

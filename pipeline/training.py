@@ -68,18 +68,19 @@ def train_step(model, optimizer, noisy, clean, loss_config, grad_clip: float = 5
     """One optimisation step on a batch (batch, samples) of tensors; returns the loss parts."""
     import torch
 
-    from model import diffgmm_loss
+    from model import spec
 
     model.train()
     optimizer.zero_grad(set_to_none=True)
     device_type = noisy.device.type
     with torch.autocast(device_type=device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         out = model(noisy)
-    # The loss runs in float32: the NLL's log-sum-exp and the STFT norms need the range.
+    # The loss runs in float32: log-sum-exps, STFT norms and SDRs need the range.
     out.enhanced, out.final = out.enhanced.float(), out.final.float()
-    out.states = [s if s.is_complex() else s.float() for s in out.states]
+    if hasattr(out, "states"):
+        out.states = [s if s.is_complex() else s.float() for s in out.states]
     core = model.module if hasattr(model, "module") else model
-    loss, parts = diffgmm_loss(out, clean, loss_config, core.represent)
+    loss, parts = spec(core.name).loss(out, clean, loss_config, core)
     if not math.isfinite(parts["total"]):
         raise FloatingPointError(f"non-finite loss {parts}")
     loss.backward()

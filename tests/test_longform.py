@@ -72,7 +72,7 @@ def test_streamed_file_matches_in_memory_path(enhancer, tmp_path, rng, policy):
     assert result.input_power == pytest.approx(np.mean(noisy**2), rel=1e-4)
     assert result.output_power == pytest.approx(np.mean(enhanced**2), rel=1e-4)
     assert result.removed_power == pytest.approx(np.mean((noisy - enhanced) ** 2), rel=1e-3)
-    assert len(result.gmm_occupancy) == 5 and np.isfinite(result.gmm_nll)
+    assert len(result.stats["gmm_occupancy"]) == 5 and np.isfinite(result.stats["gmm_nll"])
 
 
 def test_non_finite_samples_fail_and_write_nothing(enhancer, tmp_path, rng):
