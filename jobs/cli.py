@@ -34,6 +34,16 @@ def overrides_from(args, flags: dict[str, str]) -> dict:
     return out
 
 
+def denoise_config(args):
+    """The denoise job's config (``denoise`` and ``nightly`` share it): YAML, then flags and ``--set``."""
+    from pipeline.config import load_yaml
+    from pipeline.denoise import DenoiseConfig
+
+    flags = {"input_uri": "input_uri", "output_uri": "output_uri", "reference_uri": "reference_uri",
+             "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
+    return load_yaml(DenoiseConfig, args.config, overrides_from(args, flags))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (local path or URI); unknown keys are an error")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
@@ -62,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
     p.add_argument("--run-id", help="run id (default: UTC timestamp); reuse it to retry a run idempotently")
     p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
+
+    p = sub.add_parser("nightly", help="process only what is new or changed since the last night; keeps a ledger")
+    _common(p)
+    p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
+    p.add_argument("--output", dest="output_uri", help="output prefix (the ledger lives under it)")
+    p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
+    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
+    p.add_argument("--run-id", help="run id (default: today's UTC date, so a scheduler's retry is the same run)")
+    p.add_argument("--reprocess-stale", action="store_true", help="also redo inputs whose result came from another model or config")
+    p.add_argument("--prune", action="store_true", help="delete the outputs of inputs that are gone from the input prefix")
+    p.add_argument("--max-attempts", type=int, default=3, help="stop retrying an unchanged input after this many failures")
 
     p = sub.add_parser("evaluate", help="score models and baselines on paired clean/noisy corpora")
     _common(p)
@@ -125,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.enhance import run
     elif args.command == "denoise":
         from jobs.denoise import run
+    elif args.command == "nightly":
+        from jobs.nightly import run
     elif args.command == "evaluate":
         from jobs.evaluate import run
     elif args.command == "train":

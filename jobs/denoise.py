@@ -8,16 +8,6 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def load_config(args):
-    from jobs.cli import overrides_from
-    from pipeline.config import load_yaml
-    from pipeline.denoise import DenoiseConfig
-
-    flags = {"input_uri": "input_uri", "output_uri": "output_uri", "reference_uri": "reference_uri",
-             "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
-    return load_yaml(DenoiseConfig, args.config, overrides_from(args, flags))
-
-
 def print_summary(summary: dict) -> None:
     if summary.get("dry_run"):
         print(f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed")
@@ -41,8 +31,9 @@ def print_summary(summary: dict) -> None:
 
 
 def run(args) -> int:
+    from jobs.cli import denoise_config
     from pipeline.denoise import run_denoise
 
-    summary = run_denoise(load_config(args), dry_run=args.dry_run)
+    summary = run_denoise(denoise_config(args), dry_run=args.dry_run)
     print_summary(summary)
     return 0

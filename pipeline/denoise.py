@@ -7,9 +7,11 @@ Run layout under the output prefix::
     runs/<run_id>/clips/part-*.parquet  one row per listed input (CLIP_SCHEMA)
     runs/<run_id>/_COMMITTED.json       written last: resolved config, counts, files
 
+    runs/<run_id>/_chunks/               durable rows of a run in progress (removed at commit)
+
 Readers trust a run only once ``_COMMITTED.json`` exists. The same run id
-writes the same keys, so a retried run replaces its partial outputs; a
-committed run is not run again.
+writes the same keys; a rerun of an uncommitted run processes only the inputs
+whose rows are not durable yet, and a committed run is not run again.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from pipeline import storage
 from pipeline.config import to_dict
 from pipeline.longform import LongFileWriter, StreamConfig
 from pipeline.runs import (
+    ChunkWriter,
     RunPaths,
     TableWriter,
     default_run_id,
     init_ray,
+    read_chunks,
     read_commit,
+    remove_tree,
     split_blocks,
     write_commit,
     write_parquet,
@@ -116,6 +121,9 @@ class DenoiseConfig:
     # actor's also keeps Ray Data from fusing them into the actor.
     cpus_per_cpu_task: float = 0.5
     rows_per_file: int = 100_000
+    # Rows become durable (a rerun of the run id skips them) every flush_rows rows or flush_seconds.
+    flush_rows: int = 64
+    flush_seconds: float = 30.0
     ray_address: str | None = None
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -129,13 +137,8 @@ class DenoiseConfig:
             raise ValueError("input_uri and output_uri are required")
         storage.check_disjoint(self.input_uri, self.output_uri)
         self.actors.check_cpu_share(self.cpus_per_cpu_task)
-
-
-def _remove_partial(paths: RunPaths, config: storage.StorageConfig) -> None:
-    """A retried, uncommitted run starts its table afresh so no row is written twice."""
-    fs, path = storage.filesystem(paths.clips_uri, config)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+        if self.flush_rows < 1 or self.flush_seconds <= 0:
+            raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
 
 
 def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_rate: int, paths: RunPaths):
@@ -236,8 +239,16 @@ def summarize(table: pa.Table, wall_seconds: float) -> dict:
     }
 
 
-def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
-    """Run (or, with ``dry_run``, only list) the job; returns the summary that the commit marker holds."""
+def run_denoise(
+    config: DenoiseConfig, dry_run: bool = False, manifest: pa.Table | None = None, kind: str = "denoise", marker_extra: dict | None = None
+) -> dict:
+    """Run (or, with ``dry_run``, only list) the job; returns the summary that the commit marker holds.
+
+    ``manifest``: the inputs to process (default: everything under
+    ``input_uri``); the nightly job passes only what is new. A rerun of an
+    uncommitted run id processes only the inputs whose rows are not durable yet
+    (:class:`pipeline.runs.ChunkWriter`).
+    """
     from pipeline.checkpoints import load_model
     from pipeline.manifest import list_inputs
 
@@ -249,9 +260,10 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
         return {**committed["summary"], "run_id": run_id, "already_committed": True, "run_uri": paths.run_uri}
 
     started = time.perf_counter()
-    manifest = list_inputs(config.input_uri, config.extensions, config.storage)
+    if manifest is None:
+        manifest = list_inputs(config.input_uri, config.extensions, config.storage)
     if manifest.num_rows == 0 and not dry_run:
-        # Nothing to do is an operator's mistake here (a nightly run would say "nothing new"): no Ray, no run.
+        # Nothing to do is an operator's mistake here (a nightly run says "nothing new"): no Ray, no run.
         raise ValueError(f"no audio files ({', '.join(config.extensions)}) under {config.input_uri}")
     if dry_run:
         total = sum(manifest.column(S.SIZE).to_pylist())
@@ -260,28 +272,37 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
 
     loaded = load_model(config.model.checkpoint_uri, config.storage)
     model_rate = int(loaded.model.config.sample_rate)
-    _remove_partial(paths, config.storage)
+    listed = set(manifest.column(S.KEY).to_pylist())
+    durable = read_chunks(paths.chunks_uri, S.CLIP_SCHEMA, config.storage)
+    durable_keys = set(durable.column(S.INPUT_KEY).to_pylist()) & listed
+    if durable_keys:
+        log.info("run %s resumes: %d of %d inputs are already durable", run_id, len(durable_keys), manifest.num_rows)
+    todo = manifest.filter(pa.array([k not in durable_keys for k in manifest.column(S.KEY).to_pylist()]))
+    remove_tree(paths.clips_uri, config.storage)  # a compaction that did not finish
     write_parquet(manifest, paths.manifest_uri, config.storage)
 
-    init_ray(config.ray_address)
-    writer = TableWriter(paths.clips_uri, S.CLIP_SCHEMA, config.rows_per_file, config.storage)
-    tables = []
-    ds = build_dataset(config, manifest, run_id, model_rate, paths)
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        writer.write(batch)
-        tables.append(batch.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.DURATION_SECONDS, S.STREAMED,
-                                    S.SECONDS_DECODE, S.SECONDS_MODEL, S.SECONDS_WRITE]))
-    writer.close()
-    done = pa.concat_tables(tables) if tables else S.CLIP_SCHEMA.empty_table()
+    chunks = ChunkWriter(paths.chunks_uri, S.CLIP_SCHEMA, config.storage, config.flush_rows, config.flush_seconds)
+    use_gpu = False
+    if todo.num_rows:
+        import ray
+
+        init_ray(config.ray_address)
+        use_gpu = config.actors.resolve(ray.cluster_resources())[0]
+        for batch in build_dataset(config, todo, run_id, model_rate, paths).iter_batches(batch_format="pyarrow", batch_size=None):
+            chunks.write(batch)
+    chunks.close()
+    done = _unique_rows(read_chunks(paths.chunks_uri, S.CLIP_SCHEMA, config.storage), listed)
     _check_complete(manifest, done)
 
+    writer = TableWriter(paths.clips_uri, S.CLIP_SCHEMA, config.rows_per_file, config.storage)
+    writer.write(done)
+    writer.close()
     summary = summarize(done, time.perf_counter() - started)
-    import ray
-
-    use_gpu = config.actors.resolve(ray.cluster_resources())[0]
+    summary["resumed_rows"] = len(durable_keys)
     summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)
     marker = {
         "run_id": run_id,
+        "kind": kind,
         "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "model_id": loaded.model_id,
         "checkpoint_uri": loaded.uri,
@@ -289,10 +310,23 @@ def run_denoise(config: DenoiseConfig, dry_run: bool = False) -> dict:
         "table_files": [f"clips/{name}" for name in writer.files],
         "summary": summary,
         "config": to_dict(config) | {"run_id": run_id},
+        **(marker_extra or {}),
     }
     write_commit(paths, marker, config.storage)
+    remove_tree(paths.chunks_uri, config.storage)
     log.info("committed %s", paths.commit_uri)
     return {**summary, "run_id": run_id, "model_id": loaded.model_id, "run_uri": paths.run_uri}
+
+
+def _unique_rows(table: pa.Table, listed: set[str]) -> pa.Table:
+    """One row per listed input key (the first durable one), in key order."""
+    keys = table.column(S.INPUT_KEY).to_pylist()
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        if k in listed:
+            first.setdefault(k, i)
+    order = [first[k] for k in sorted(first)]
+    return table.take(pa.array(order, type=pa.int64()))
 
 
 def _check_complete(manifest: pa.Table, done: pa.Table) -> None:

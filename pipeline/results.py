@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 KIND_DENOISE = "denoise"
 KIND_EVALUATE = "evaluate"
+KIND_NIGHTLY = "nightly"  # a denoise run over what was new (pipeline.nightly): same table
+CLIP_KINDS = (KIND_DENOISE, KIND_NIGHTLY)
 
 # The runs view: one row per committed run.
 KIND = "kind"
@@ -172,7 +174,8 @@ class Results:
 
     def run(self, run_id: str | None = None, kind: str = KIND_DENOISE) -> Run:
         """The committed run ``run_id``, or the newest of ``kind``; a clear error when there is none."""
-        candidates = [r for r in self.runs if r.kind == kind] if run_id is None else [r for r in self.runs if r.run_id == run_id]
+        kinds = CLIP_KINDS if kind in CLIP_KINDS else (kind,)
+        candidates = [r for r in self.runs if r.kind in kinds] if run_id is None else [r for r in self.runs if r.run_id == run_id]
         if not candidates:
             known = ", ".join(r.run_id for r in self.runs) or "none"
             what = f"run {run_id!r}" if run_id else f"{kind} run"
@@ -185,8 +188,8 @@ class Results:
             if name == "runs":
                 self._tables[name] = pa.Table.from_pylist([runs_row(r) for r in self.runs], schema=RUNS_SCHEMA)
             else:
-                kind, schema = (KIND_EVALUATE, S.EVAL_SCHEMA) if name == "evals" else (KIND_DENOISE, S.CLIP_SCHEMA)
-                parts = [read_run_table(r, self.config) for r in self.runs if r.kind == kind]
+                kinds, schema = ((KIND_EVALUATE,), S.EVAL_SCHEMA) if name == "evals" else (CLIP_KINDS, S.CLIP_SCHEMA)
+                parts = [read_run_table(r, self.config) for r in self.runs if r.kind in kinds]
                 self._tables[name] = pa.concat_tables(parts) if parts else schema.empty_table()
         return self._tables[name]
 
@@ -197,11 +200,15 @@ class Results:
         return table.filter(pc.equal(table.column(S.RUN_ID), run.run_id))
 
     def connect(self):
-        """An in-memory DuckDB connection with the views ``clips``, ``evals``, ``runs`` and ``latest``."""
+        """An in-memory DuckDB connection with the views ``clips``, ``evals``, ``runs``, ``latest`` and ``ledger`` (nightly)."""
         import duckdb
 
         con = duckdb.connect(":memory:")
         for name in ("clips", "evals", "runs"):
             con.register(name, self.table(name))
         con.execute(f"CREATE VIEW latest AS {LATEST_SQL}")
+        from pipeline.nightly import Ledger
+
+        ledger = Ledger.read(self.output_uri, self.config or storage.StorageConfig())
+        con.register("ledger", pa.Table.from_pylist([ledger.rows[k] for k in sorted(ledger.rows)], schema=S.LEDGER_SCHEMA))
         return con

@@ -148,6 +148,30 @@ def _eval_schema() -> pa.Schema:
 EVAL_SCHEMA = _eval_schema()
 
 
+# The nightly ledger (pipeline.nightly): one row per input key, its current result.
+IDENTITY = "identity"
+CONFIG_SHA256 = "config_sha256"
+ATTEMPTS = "attempts"
+UPDATED_AT = "updated_at"
+LEDGER_SCHEMA = pa.schema(
+    [
+        pa.field(INPUT_KEY, pa.string(), nullable=False),
+        pa.field(INPUT_SIZE, pa.int64()),
+        pa.field(INPUT_ETAG, pa.string()),
+        pa.field(INPUT_MTIME, pa.timestamp("us", tz="UTC")),
+        pa.field(IDENTITY, pa.string()),
+        pa.field(MODEL_ID, pa.string()),
+        pa.field(CONFIG_SHA256, pa.string()),
+        pa.field(RUN_ID, pa.string()),
+        pa.field(STATUS, pa.string()),
+        pa.field(ERROR, pa.string()),
+        pa.field(ATTEMPTS, pa.int32()),
+        pa.field(OUTPUT_KEY, pa.string()),
+        pa.field(UPDATED_AT, pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
 def flat_stats(stats: dict) -> list[tuple[str, float]]:
     """A model's per-clip stats as ``model_stats`` map entries: lists become ``name_0``, ``name_1``, …"""
     entries = []

@@ -1,0 +1,32 @@
+"""``diffgmm nightly``: the denoise job over what is new since the last night (cron or a KubeRay RayCronJob)."""
+
+from __future__ import annotations
+
+
+def run(args) -> int:
+    from jobs.cli import denoise_config
+    from pipeline.nightly import NightlyConfig, run_nightly
+
+    nightly = NightlyConfig(max_attempts=args.max_attempts, reprocess_stale=args.reprocess_stale, prune=args.prune)
+    result = run_nightly(denoise_config(args), nightly)
+    counts = result["counts"]
+    print(f"nightly {result['run_id']}: {counts['new']} new, {counts['changed']} changed, {counts['retry']} to retry, "
+          f"{counts['stale']} stale, {counts['unchanged']} unchanged, {counts['deleted']} gone from the input")
+    if result.get("already_committed"):
+        pending = result["pending"]
+        print(f"run {result['run_id']} was already committed; outputs unchanged"
+              + (f". {pending} inputs are new or changed since: they go into the next run "
+                 f"(tomorrow, or now with --run-id <another id>)" if pending else ""))
+    elif result.get("nothing_new"):
+        print("nothing new: no run was started")
+    else:
+        s = result["summary"]
+        print(f"run {result['run_id']}: {s['clips']} clips ({s['ok']} ok, {s['errors']} errors), "
+              f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s")
+    if result["gave_up"]:
+        print(f"not retried (failed {args.max_attempts} times, unchanged): {', '.join(result['gave_up'])}")
+    if result["deleted"]:
+        action = f"pruned {result.get('pruned_outputs', 0)} outputs" if args.prune else "outputs kept (--prune deletes them)"
+        print(f"gone from the input: {', '.join(result['deleted'])}{' …' if counts['deleted'] > 20 else ''}; {action}")
+    print(f"ledger: {result['ledger_rows']} inputs; outputs: {result['run_uri']}")
+    return 0

@@ -1,0 +1,171 @@
+"""Nightly runs on real Ray and real Parquet: the ledger, incremental runs, stale results, deletions, resume after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipeline import schema as S
+from pipeline.demo_data import generate_pair
+from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
+from pipeline.nightly import LEDGER_KEY, Ledger, NightlyConfig, nightly_run_id, run_nightly
+from pipeline.stages import ModelStageConfig
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _clip(path: str, seconds: float, seed: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sf.write(path, generate_pair(seconds, 5.0, 16000, np.random.default_rng(seed))[0], 16000)
+
+
+def _config(root: str, checkpoint: str, run_id: str | None = None) -> DenoiseConfig:
+    return DenoiseConfig(input_uri=f"{root}/in", output_uri=f"{root}/out", run_id=run_id,
+                         model=ModelStageConfig(checkpoint_uri=checkpoint))
+
+
+def _keys(root: str, run_id: str) -> list[str]:
+    return sorted(pq.read_table(RunPaths.of(f"{root}/out", run_id).clips_uri).column(S.INPUT_KEY).to_pylist())
+
+
+@pytest.fixture(scope="module")
+def other_checkpoint(tmp_path_factory) -> str:
+    """A second model: same family and size, other weights (so another model id)."""
+    import torch
+
+    from conftest import TINY_CONFIG
+    from model import DiffGMM, DiffGMMConfig, make_checkpoint
+    from pipeline.checkpoints import save_checkpoint
+
+    torch.manual_seed(7)
+    path = str(tmp_path_factory.mktemp("other") / "other.pt")
+    save_checkpoint(make_checkpoint(DiffGMM(DiffGMMConfig(**TINY_CONFIG)), {}), path)
+    return path
+
+
+def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, tiny_checkpoint, other_checkpoint):
+    from pipeline.results import Results
+
+    root = str(tmp_path)
+    for i in range(4):
+        _clip(f"{root}/in/day1/c{i}.wav", 0.6 + 0.1 * i, i)
+    with open(f"{root}/in/day1/broken.wav", "wb") as f:
+        f.write(b"RIFF....WAVEnot audio")
+    night = NightlyConfig(max_attempts=2)
+
+    first = run_nightly(_config(root, tiny_checkpoint, "n1"), night)
+    assert first["counts"]["new"] == 5 and _keys(root, "n1") == ["day1/broken.wav"] + [f"day1/c{i}.wav" for i in range(4)]
+
+    # Night 2: one new file, one changed file; the broken file is retried (attempt 2).
+    _clip(f"{root}/in/day2/c4.wav", 0.5, 4)
+    time.sleep(0.01)
+    _clip(f"{root}/in/day1/c0.wav", 0.9, 99)
+    second = run_nightly(_config(root, tiny_checkpoint, "n2"), night)
+    assert second["counts"] == {"new": 1, "changed": 1, "retry": 1, "stale": 0, "unchanged": 3, "gave_up": 0, "deleted": 0}
+    assert _keys(root, "n2") == ["day1/broken.wav", "day1/c0.wav", "day2/c4.wav"]
+    ledger = Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage)
+    assert len(ledger.rows) == 6 and ledger.applied_runs == ["n1", "n2"]
+    assert ledger.rows["day1/c1.wav"][S.RUN_ID] == "n1" and ledger.rows["day1/c0.wav"][S.RUN_ID] == "n2"
+    assert ledger.rows["day1/broken.wav"][S.ATTEMPTS] == 2 and ledger.rows["day1/broken.wav"][S.STATUS] == "error"
+    con = Results(f"{root}/out").connect()
+    latest = dict(con.execute(f"SELECT {S.INPUT_KEY}, {S.RUN_ID} FROM latest").fetchall())
+    assert len(latest) == 6 and latest["day1/c0.wav"] == "n2" and latest["day1/c2.wav"] == "n1"
+
+    # Night 3: nothing new (the broken file gave up after 2 attempts), so no run is started.
+    third = run_nightly(_config(root, tiny_checkpoint, "n3"), night)
+    assert third.get("nothing_new") and third["gave_up"] == ["day1/broken.wav"]
+    assert not os.path.exists(RunPaths.of(f"{root}/out", "n3").run_uri)
+
+    # A rerun of a committed night that finds new input says so and keeps its outputs.
+    _clip(f"{root}/in/day3/c5.wav", 0.5, 5)
+    again = run_nightly(_config(root, tiny_checkpoint, "n2"), night)
+    assert again["already_committed"] and again["pending"] == 1 and _keys(root, "n2") == ["day1/broken.wav", "day1/c0.wav", "day2/c4.wav"]
+
+    # A new model: without --reprocess-stale only the new file runs; with it, everything that came from the old model.
+    plain = run_nightly(_config(root, other_checkpoint, "n4"), night)
+    assert _keys(root, "n4") == ["day3/c5.wav"]
+    stale = run_nightly(_config(root, other_checkpoint, "n5"), NightlyConfig(max_attempts=2, reprocess_stale=True))
+    assert stale["counts"]["stale"] == 5 and len(_keys(root, "n5")) == 5
+    assert plain["counts"]["stale"] == 0
+
+    # Deleted inputs are reported; their outputs stay until --prune.
+    os.remove(f"{root}/in/day2/c4.wav")
+    output = Path(RunPaths.of(f"{root}/out", "n5").audio_uri, "day2/c4.wav")
+    assert output.exists()
+    kept = run_nightly(_config(root, other_checkpoint, "n6"), night)
+    assert kept["deleted"] == ["day2/c4.wav"] and output.exists()
+    pruned = run_nightly(_config(root, other_checkpoint, "n7"), NightlyConfig(max_attempts=2, prune=True))
+    assert pruned["pruned_outputs"] == 1 and not output.exists()
+    assert "day2/c4.wav" not in Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage).rows
+
+
+def test_ledger_catches_up_with_a_run_committed_before_a_crash(ray_local, tmp_path, tiny_checkpoint):
+    root = str(tmp_path)
+    for i in range(2):
+        _clip(f"{root}/in/c{i}.wav", 0.5, i)
+    run_nightly(_config(root, tiny_checkpoint, "n1"), NightlyConfig())
+    # The process died after the commit but before the ledger write: the next night applies n1 first.
+    os.remove(f"{root}/out/{LEDGER_KEY}")
+    result = run_nightly(_config(root, tiny_checkpoint, "n2"), NightlyConfig())
+    assert result.get("nothing_new") and result["ledger_rows"] == 2
+    assert not os.path.exists(RunPaths.of(f"{root}/out", "n2").run_uri)
+
+
+def test_empty_input_is_nothing_new_and_run_ids_default_to_the_date(tmp_path, tiny_checkpoint):
+    os.makedirs(tmp_path / "in")
+    result = run_nightly(_config(str(tmp_path), tiny_checkpoint), NightlyConfig())
+    assert result.get("nothing_new") and result["run_id"] == nightly_run_id()
+    assert not (tmp_path / "out" / "runs").exists()
+    with pytest.raises(ValueError, match="max_attempts"):
+        NightlyConfig(max_attempts=0)
+
+
+DRIVER = """
+import logging, sys
+sys.path.insert(0, {root!r})
+logging.basicConfig(level=logging.INFO)
+import ray
+ray.init(num_cpus=2, include_dashboard=False)
+from pipeline.denoise import ActorConfig, DenoiseConfig, run_denoise
+from pipeline.stages import ModelStageConfig
+run_denoise(DenoiseConfig(input_uri={inp!r}, output_uri={out!r}, run_id="r1", flush_rows=2, flush_seconds=0.5,
+                          rows_per_block=1, cpu_batch_size=1, actors=ActorConfig(max_actors=1, clips_per_batch=1), model=ModelStageConfig(checkpoint_uri={ckpt!r})))
+"""
+
+
+def test_killed_run_resumes_with_every_input_once_and_bounded_rework(ray_local, tmp_path, tiny_checkpoint):
+    root = str(tmp_path)
+    n = 60
+    for i in range(n):
+        _clip(f"{root}/in/c{i:02d}.wav", 1.0, i)
+    script = DRIVER.format(root=str(ROOT), inp=f"{root}/in", out=f"{root}/out", ckpt=tiny_checkpoint)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "driver.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True, stdout=log, stderr=log)
+    chunks = Path(RunPaths.of(f"{root}/out", "r1").chunks_uri)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if chunks.exists() and len(list(chunks.glob("chunk-*.parquet"))) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the driver ended before it could be killed:\n" + (tmp_path / "driver.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, as a crash would
+    proc.wait()
+    assert not Path(RunPaths.of(f"{root}/out", "r1").commit_uri).exists()
+
+    summary = run_denoise(DenoiseConfig(input_uri=f"{root}/in", output_uri=f"{root}/out", run_id="r1",
+                                        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint)))
+    keys = _keys(root, "r1")
+    assert keys == sorted(f"c{i:02d}.wav" for i in range(n)), "exactly one row per input"
+    assert summary["resumed_rows"] >= 2 and summary["resumed_rows"] < n
+    assert not chunks.exists(), "chunks are removed once the run is committed"
