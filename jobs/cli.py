@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
     if args.command == "demo":
         from jobs.demo import run
     elif args.command == "enhance":
@@ -172,13 +174,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Logging filter: the formatted message with credentials redacted (see :mod:`pipeline.redact`)."""
+    from pipeline.redact import redact
+
+    message = record.getMessage()
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    return True
+
+
 def one_line(exc: BaseException) -> str:
-    """The message of ``exc`` on one line, with the root cause's when it adds something."""
+    """The message of ``exc`` on one line, with the root cause's when it adds something; credentials redacted."""
+    from pipeline.redact import redact
+
     message = " ".join(str(exc).split()) or type(exc).__name__
     cause = exc.__cause__
     if cause is not None and str(cause) and str(cause) not in message:
         message += f" ({' '.join(str(cause).split())})"
-    return message
+    return redact(message)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pipeline import schema as S
 from pipeline import storage
+from pipeline.redact import redact
 from pipeline.audio import AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.enhance import EnhanceConfig, mean_stats
 from pipeline.longform import LongFileWriter, StreamConfig, probe
@@ -60,18 +61,6 @@ _CARRIED = [
     pa.field(AUDIO_CHANNELS, pa.int32()),
 ]
 DECODED_SCHEMA = pa.schema(_CARRIED)
-
-_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS")
-
-
-def redact(message: str) -> str:
-    """Remove credential values from a message before it reaches a table or a log."""
-    for var in _SECRET_VARS:
-        value = os.environ.get(var)
-        if value and len(value) >= 4:
-            message = message.replace(value, "***")
-    return message
-
 
 def error_text(exc: BaseException) -> str:
     """``kind: message`` for a table's error column (kind is AudioError's label or the type name)."""
