@@ -6,9 +6,10 @@ machine that has torch but no Ray.
 
     python bench/model_throughput.py [--device cpu|cuda] [--threads N] [--seconds S] [--json out.json]
     python bench/model_throughput.py --threads 1 --steps 1 2 3 --set representation=waveform ...
+    python bench/model_throughput.py --threads 1 --recipe jobs/configs/train-aigd.yaml
 
-The model is the shipped recipe's (``jobs/configs/train-default.yaml``, random
-weights: speed does not depend on them); ``--set`` overrides its fields.
+The model is a recipe's (default ``jobs/configs/train-default.yaml``, any family,
+random weights: speed does not depend on them); ``--set`` overrides its fields.
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import yaml  # noqa: E402
 
-from model import DiffGMM, DiffGMMConfig  # noqa: E402
+from model import build_model, config_from_dict  # noqa: E402
 from pipeline.enhance import EnhanceConfig, Enhancer  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "jobs/configs/train-default.yaml"
 
 
-def recipe_model_config(overrides: dict) -> DiffGMMConfig:
-    """The shipped recipe's model config with ``overrides``; read as plain YAML (no Ray, no pyarrow needed)."""
-    values = yaml.safe_load(RECIPE.read_text())["model"]
-    return DiffGMMConfig(**{**values, **overrides})
+def recipe_model_config(overrides: dict, recipe: Path = RECIPE) -> tuple[str, object]:
+    """(model name, config) of a recipe with ``overrides``; read as plain YAML (no Ray, no pyarrow needed)."""
+    values = yaml.safe_load(Path(recipe).read_text())
+    name = values.get("model_name", "diffgmm")
+    return name, config_from_dict(name, {**values["model"], **overrides})
 
 
 def sync(device: str) -> None:
@@ -60,18 +62,31 @@ def matmul_flops_per_second(device: str, dtype=torch.float32, n: int = 2048, sec
     return 2 * n**3 * count / (time.perf_counter() - start)
 
 
-def flops_per_audio_second(model: DiffGMM, window: int, batch: int, device: str) -> float:
+def flops_per_audio_second(model, window: int, batch: int, device: str) -> float:
+    """FLOPs of the model's modules per audio-second (matmuls and convolutions; FFTs are not counted).
+
+    Every call of the model's top-level modules during one ``enhance`` is recorded
+    and replayed under ``FlopCounterMode``: counting the whole ``enhance`` directly
+    fails on odd FFT sizes, whose inverse STFT the counter decomposes.
+    """
+    calls = []
+    hooks = [m.register_forward_hook(lambda mod, args, out: calls.append((mod, args))) for m in model.children()]
     x = torch.randn(batch, window, device=device)
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+    with torch.inference_mode():
         model.enhance(x)
+        for h in hooks:
+            h.remove()
+        with FlopCounterMode(display=False) as counter:
+            for module, args in calls:
+                module(*args)
     return counter.get_total_flops() / (batch * window / model.config.sample_rate)
 
 
-def run(device: str, threads: int, seconds: float, config: DiffGMMConfig) -> dict:
+def run(device: str, threads: int, seconds: float, name: str, config) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    enhancer = Enhancer(DiffGMM(config), EnhanceConfig(device=device))
+    enhancer = Enhancer(build_model(name, config), EnhanceConfig(device=device))
     rate = config.sample_rate
     windows = np.random.default_rng(0).standard_normal((enhancer.config.batch_windows, enhancer.window)).astype(np.float32) * 0.1
     enhancer.enhance_windows(windows)  # warm-up
@@ -87,9 +102,10 @@ def run(device: str, threads: int, seconds: float, config: DiffGMMConfig) -> dic
     return {
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-        "representation": config.representation,
-        "num_steps": config.num_steps,
-        "num_components": config.num_components,
+        "model": name,
+        "representation": getattr(config, "representation", "stft"),
+        "num_steps": getattr(config, "num_steps", 1),
+        "num_components": getattr(config, "num_components", None),
         "params": sum(p.numel() for p in enhancer.model.parameters()),
         "window_seconds": enhancer.window / rate,
         "batch_windows": enhancer.config.batch_windows,
@@ -108,14 +124,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--steps", type=int, nargs="*", help="reverse steps T to measure (default: the recipe's)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a model config field")
+    parser.add_argument("--recipe", default=str(RECIPE), help="training recipe whose model to measure (any family)")
     parser.add_argument("--json")
     args = parser.parse_args()
-    base = recipe_model_config({k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)})
-    steps = args.steps or [base.num_steps]
-    results = [run(args.device, args.threads, args.seconds, dataclasses.replace(base, num_steps=t)) for t in steps]
+    name, base = recipe_model_config({k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}, args.recipe)
+    if args.steps:
+        configs = [dataclasses.replace(base, num_steps=t) for t in args.steps]
+    else:
+        configs = [base]
+    results = [run(args.device, args.threads, args.seconds, name, c) for c in configs]
     for r in results:
         print(
-            f"{r['device']} threads={r['threads']} {r['representation']} T={r['num_steps']} K={r['num_components']} "
+            f"{r['device']} threads={r['threads']} {r['model']} {r['representation']} T={r['num_steps']} K={r['num_components']} "
             f"{r['params'] / 1e6:.2f} M params: "
             f"{r['audio_seconds_per_second']:.1f}x real time, {r['gflops_per_audio_second']:.3f} GFLOP/audio-s, "
             f"{r['achieved_gflops_per_second']:.1f} GFLOP/s achieved = {100 * r['fraction_of_matmul']:.1f}% "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import math
+import re
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,20 +47,77 @@ class DecodedAudio:
         return self.samples.shape[1] / self.sample_rate
 
 
+# libsndfile's words → what went wrong, for people reading an error column.
+_LIBSNDFILE_MESSAGES = (
+    (re.compile(r"format not recogni[sz]ed|file contains data in an unknown format", re.I),
+     "not_audio", "not an audio file that can be read (unknown or unsupported format)"),
+    (re.compile(r"SF_INFO struct incomplete|sample ?rate.*(zero|0)|bad sample ?rate|malformed|chunk", re.I),
+     "bad_header", "the header is damaged or incomplete (no valid sample rate or channel count)"),
+    (re.compile(r"unexpected end of file|premature|truncat|Unspecified internal error|decod", re.I),
+     "corrupt", "the audio data is damaged or cut short and cannot be decoded"),
+)
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>", re.I)
+
+
+def explain_decode_error(exc: BaseException) -> AudioError:
+    """A soundfile/libsndfile exception as an :class:`AudioError` a person can act on (no object reprs)."""
+    raw = _OBJECT_REPR.sub("the file", str(exc))
+    raw = re.sub(r"^Error opening the file: ", "", raw)
+    for pattern, kind, message in _LIBSNDFILE_MESSAGES:
+        if pattern.search(raw):
+            return AudioError(kind, f"{message} (libsndfile: {raw.strip()})")
+    return AudioError("decode", raw.strip() or type(exc).__name__)
+
+
+def wav_declared_frames(data: bytes) -> int | None:
+    """Frames a RIFF/WAVE header declares for its data chunk; None when it is not a plain WAV or does not say.
+
+    Streaming writers put 0 or 0xFFFFFFFF in the size fields: that says nothing, so None.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, None
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if chunk == b"fmt " and pos + 22 <= len(data):
+            block_align = struct.unpack("<H", data[pos + 20 : pos + 22])[0]
+        if chunk == b"data":
+            if size in (0, 0xFFFFFFFF) or not block_align:
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
 def decode(data: bytes) -> DecodedAudio:
-    """Decode a whole file's bytes; raises :class:`AudioError` for empty, corrupt or non-finite audio."""
+    """Decode a whole file's bytes; raises :class:`AudioError` for empty, corrupt, truncated or non-finite audio.
+
+    Truncation is an error, not a shorter output: a WAV whose header declares
+    more frames than the file holds, or any file that decodes to fewer frames
+    than its header says (``truncated: header declares N frames, file holds M``).
+    """
     import soundfile as sf
 
     if not data:
         raise AudioError("empty", "file has 0 bytes")
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
+            if f.samplerate <= 0 or f.channels <= 0:
+                raise AudioError("bad_header", f"the header gives sample rate {f.samplerate} and {f.channels} channels")
+            declared = int(f.frames)
             samples = f.read(dtype="float32", always_2d=True).T
             rate, subtype, fmt = f.samplerate, f.subtype, f.format
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError("decode", str(exc)) from exc
-    if samples.shape[1] == 0:
-        raise AudioError("empty", "no samples")
+    except AudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise explain_decode_error(exc) from exc
+    held = int(samples.shape[1])
+    wav_frames = wav_declared_frames(data) if fmt == "WAV" else None
+    for claimed in (wav_frames, declared):
+        if claimed is not None and claimed > held and held >= 0 and claimed - held > 1:
+            raise AudioError("truncated", f"header declares {claimed} frames, file holds {held}")
+    if held == 0:
+        raise AudioError("empty", "no audio samples could be decoded (a header only, or a file cut right after it)")
     if not np.isfinite(samples).all():
         raise AudioError("non_finite", "NaN or Inf samples")
     return DecodedAudio(np.ascontiguousarray(samples), int(rate), subtype, fmt)

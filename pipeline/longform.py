@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import storage
-from pipeline.audio import AudioError, StreamResampler, clip_for_subtype, resampled_length, to_channels
+from pipeline.audio import AudioError, StreamResampler, clip_for_subtype, explain_decode_error, resampled_length, to_channels
 from pipeline.enhance import mean_stats
 
 
@@ -63,8 +63,8 @@ def probe(uri: str, storage_config: storage.StorageConfig | None = None) -> Audi
         try:
             with sf.SoundFile(raw) as f:
                 return AudioInfo(int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype)
-        except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-            raise AudioError("decode", str(exc)) from exc
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+            raise explain_decode_error(exc) from exc
 
 
 def fan_out(source: Iterator[np.ndarray], count: int) -> list[Iterator[np.ndarray]]:

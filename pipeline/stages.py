@@ -123,9 +123,8 @@ class DecodeStage:
     def _probe_long(self, uri: str, out: dict) -> bool:
         """Fill ``out`` from the header and return True when the file is to be streamed."""
         info = probe(uri, self.storage)
-        if info.frames == 0:
-            raise AudioError("empty", "no samples")
-        if info.duration_seconds <= self.stream.stream_seconds:
+        # A header without a length (some Ogg streams) says nothing: decode the file whole, which names it if empty.
+        if info.frames == 0 or info.duration_seconds <= self.stream.stream_seconds:
             return False
         if info.duration_seconds > self.config.max_seconds:
             raise AudioError("too_long", f"{info.duration_seconds:.0f} s > max_seconds={self.config.max_seconds:.0f}")
