@@ -255,3 +255,15 @@ def test_unknown_evaluation_model_names_the_choices():
         EvaluateConfig(clean_uri="a", noisy_uri="b", output_uri="c", models=("diffgmm", "aigdd"))
     with pytest.raises(ValueError, match="once"):
         EvaluateConfig(clean_uri="a", noisy_uri="b", output_uri="c", models=("x=a.pt", "x=b.pt"))
+
+
+def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
+    from pipeline.config import load_yaml
+    from pipeline.train_job import TrainConfig
+
+    recipe = load_yaml(TrainConfig, str(RECIPE.with_name("train-aigd-paper.yaml")))
+    c = recipe.model
+    assert (c.n_fft, c.win_length, c.window, c.image_width, c.mode) == (1023, 1000, "hamming", 512, "split")
+    assert c.stft_for(16000 * 3).hop_length == 16000 * 3 // 512 and 1023 // 2 + 1 == 512
+    params = sum(p.numel() for p in AIGD(c).parameters())
+    assert 25e6 < params < 40e6, params  # the paper reports 35 M
