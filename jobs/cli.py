@@ -44,6 +44,16 @@ def denoise_config(args):
     return load_yaml(DenoiseConfig, args.config, overrides_from(args, flags))
 
 
+def _denoise_flags(p: argparse.ArgumentParser, run_id_help: str) -> None:
+    """The flags ``denoise`` and ``nightly`` share (they share their config too, :func:`denoise_config`)."""
+    _common(p)
+    p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
+    p.add_argument("--output", dest="output_uri", help="output prefix (a nightly ledger lives under it)")
+    p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
+    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
+    p.add_argument("--run-id", help=run_id_help)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (local path or URI); unknown keys are an error")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (dotted), repeatable")
@@ -65,21 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("denoise", help="the batch job: a prefix of noisy audio → denoised audio + per-clip Parquet")
-    _common(p)
-    p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
-    p.add_argument("--output", dest="output_uri", help="output prefix")
-    p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
-    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
-    p.add_argument("--run-id", help="run id (default: UTC timestamp); reuse it to retry a run idempotently")
+    _denoise_flags(p, "run id (default: UTC timestamp); reuse it to retry a run idempotently")
     p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
 
     p = sub.add_parser("nightly", help="process only what is new or changed since the last night; keeps a ledger")
-    _common(p)
-    p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
-    p.add_argument("--output", dest="output_uri", help="output prefix (the ledger lives under it)")
-    p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
-    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
-    p.add_argument("--run-id", help="run id (default: today's UTC date, so a scheduler's retry is the same run)")
+    _denoise_flags(p, "run id (default: today's UTC date, so a scheduler's retry is the same run)")
     p.add_argument("--reprocess-stale", action="store_true", help="also redo inputs whose result came from another model or config")
     p.add_argument("--prune", action="store_true", help="delete the outputs of inputs that are gone from the input prefix")
     p.add_argument("--max-attempts", type=int, default=3, help="stop retrying an unchanged input after this many failures")

@@ -267,3 +267,14 @@ def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
     assert c.stft_for(16000 * 3).hop_length == 16000 * 3 // 512 and 1023 // 2 + 1 == 512
     params = sum(p.numel() for p in AIGD(c).parameters())
     assert 25e6 < params < 40e6, params  # the paper reports 35 M
+
+
+def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
+    from pipeline.checkpoints import load_model
+    from pipeline.config import load_yaml
+    from pipeline.train_job import TrainConfig
+
+    shipped = load_model("aigd")
+    assert shipped.model.name == "aigd" and shipped.model.config == load_yaml(TrainConfig, str(RECIPE)).model
+    assert shipped.metadata["recipe"].endswith("jobs/configs/train-aigd.yaml") and shipped.metadata["step"] > 0
+    assert Path(shipped.uri).stat().st_size < 20e6

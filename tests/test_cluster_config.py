@@ -147,7 +147,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, seconds: float = 120) -> N
     raise AssertionError(f"the Ray dashboard did not open port {port} in {seconds} s")
 
 
-def _wait_for_job_agent(ray_bin: Path, env: dict, seconds: float = 120) -> None:
+def _wait_for_job_agent(ray_bin: Path, env: dict, seconds: float = 300) -> None:
     """The dashboard answers before the job agent does ("No available agent to submit job")."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

@@ -47,7 +47,7 @@ def test_local_job_accounts_for_every_input_and_is_idempotent(ray_local, tmp_pat
     assert {k: r[S.STATUS] for k, r in rows.items()} == expect
     assert summary["ok"] == 5 and summary["errors"] == 2
 
-    assert rows["corrupt.wav"][S.ERROR].startswith("decode:")
+    assert rows["corrupt.wav"][S.ERROR].startswith("bad_header: the header is damaged")
     assert rows["empty.flac"][S.ERROR].startswith("empty:")
     for key, row in rows.items():
         assert row[S.RUN_ID] == "run-1"
@@ -111,7 +111,7 @@ def test_streamed_long_files_match_the_in_memory_path(ray_local, tmp_path, tiny_
     assert run_denoise(streamed)["streamed"] == sum(1 for v in expect.values() if v == "ok")
     tables = {run: {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(out, run).clips_uri).to_pylist()} for run in ("whole", "streamed")}
     assert {k: r[S.STATUS] for k, r in tables["streamed"].items()} == expect
-    assert tables["streamed"]["corrupt.wav"][S.ERROR].startswith("decode:")
+    assert tables["streamed"]["corrupt.wav"][S.ERROR].startswith("bad_header:")
     assert tables["streamed"]["empty.flac"][S.ERROR].startswith("empty:")
     for key, row in tables["streamed"].items():
         if row[S.STATUS] != "ok":

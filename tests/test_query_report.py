@@ -92,7 +92,7 @@ def test_errors_compare_and_noise_profile(two_runs, capsys):
     out, expect, tables = two_runs
     errors = json.loads(_query(capsys, out, "--errors", "--format", "json"))
     counted = collections.Counter(r[S.ERROR].split(":", 1)[0] for r in tables["night-2"] if r[S.STATUS] != "ok")
-    assert {e["error_kind"]: e["clips"] for e in errors} == dict(counted) == {"decode": 1, "empty": 1}
+    assert {e["error_kind"]: e["clips"] for e in errors} == dict(counted) == {"bad_header": 1, "empty": 1}
 
     compared = json.loads(_query(capsys, out, "--compare", *RUNS, "--format", "json"))
     a = {r[S.INPUT_KEY]: r for r in tables["night-1"] if r[S.STATUS] == "ok"}
