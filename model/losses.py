@@ -140,7 +140,9 @@ def diffgmm_loss(
     final = out.final
     l1 = F.l1_loss(final, target)
     target_state = represent(target) if represent is not None else target
-    nll = torch.stack([mixture_nll(p, s - target_state).mean() for p, s in zip(out.params, out.states[:-1])]).mean()
+    # Under autocast the real states come out in bf16; the NLL's log-sum-exp needs float32.
+    states = [s if s.is_complex() else s.float() for s in out.states[:-1]]
+    nll = torch.stack([mixture_nll(p, s - target_state).mean() for p, s in zip(out.params, states)]).mean()
     total = config.l1_weight * l1 + config.nll_weight * nll
     parts = {"l1": float(l1.detach()), "nll": float(nll.detach())}
     if config.stft_weight > 0:

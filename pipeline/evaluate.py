@@ -315,14 +315,15 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     started = time.perf_counter()
     pairs = pair_table(config)
     neural = neural_models(config)
-    if config.model.checkpoint_uri:
-        family = load_model(config.model.checkpoint_uri, config.storage).model.name
+    override = load_model(config.model.checkpoint_uri, config.storage) if config.model.checkpoint_uri else None
+    if override is not None:
+        family = override.model.name
         if family not in neural:
             raise ValueError(f"--checkpoint holds a {family} model, but models has no {family!r} entry to replace")
         neural[family] = config.model.checkpoint_uri
     model_ids = {}
     for label, uri in neural.items():
-        loaded = load_model(uri, config.storage)
+        loaded = override if override is not None and uri == config.model.checkpoint_uri else load_model(uri, config.storage)
         model_ids[label] = loaded.model_id
         if loaded.model.config.sample_rate != config.sample_rate:
             raise ValueError(f"model {label} runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pipeline import storage
 from pipeline.config import to_dict
 from pipeline.denoise import DenoiseConfig, run_denoise
 from pipeline.results import KIND_NIGHTLY
-from pipeline.runs import RunPaths, read_commit
+from pipeline.runs import RunPaths, read_commit, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -84,26 +83,20 @@ class Ledger:
 
     @classmethod
     def read(cls, output_uri: str, config: storage.StorageConfig) -> Ledger:
-        import pyarrow.parquet as pq
-
         uri = storage.join(output_uri, LEDGER_KEY)
         if not storage.exists(uri, config):
             return cls(rows={}, applied_runs=[])
-        table = pq.read_table(io.BytesIO(storage.read_bytes(uri, config)))
+        table = read_parquet(uri, config)
         meta = table.schema.metadata or {}
         applied = json.loads(meta.get(APPLIED_RUNS, b"[]"))
         return cls(rows={r[S.INPUT_KEY]: r for r in table.cast(S.LEDGER_SCHEMA).to_pylist()}, applied_runs=applied)
 
     def write(self, output_uri: str, config: storage.StorageConfig) -> None:
         """One Parquet object, written atomically (a reader sees the old ledger or the new one)."""
-        import pyarrow.parquet as pq
-
         rows = [self.rows[k] for k in sorted(self.rows)]
         table = pa.Table.from_pylist(rows, schema=S.LEDGER_SCHEMA)
         table = table.replace_schema_metadata({APPLIED_RUNS: json.dumps(self.applied_runs).encode()})
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        storage.write_bytes(storage.join(output_uri, LEDGER_KEY), buf.getvalue(), config)
+        write_parquet(table, storage.join(output_uri, LEDGER_KEY), config)
 
     def apply(self, run_id: str, marker: dict, clips: pa.Table) -> None:
         """Take a committed run's rows as the current results of their inputs."""

@@ -9,11 +9,11 @@ killed run keeps every row it flushed, and a rerun with the same run id skips
 those inputs (the datatrove way: completion recorded per piece of work, no
 global state to repair). At commit the chunks are compacted into
 ``clips/part-*.parquet``, the marker is written, then the chunks are removed.
-We measured this against Ray Data's job-level checkpointing
-(``CheckpointConfig``), which only covers datasets written by Ray Data's own
-sinks: our rows are consumed by the driver (it checks completeness and writes
-the marker), so per-chunk files are the one mechanism that covers both local
-and object-store outputs (docs/architecture.md).
+We chose this over Ray Data's job-level checkpointing (``CheckpointConfig``,
+not measured here), which covers datasets written by Ray Data's own sinks: our
+rows are consumed by the driver (it checks completeness and writes the
+marker), so per-chunk files cover both local and object-store outputs
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -73,10 +73,18 @@ def read_commit(paths: RunPaths, config: storage.StorageConfig) -> dict | None:
 
 
 def write_parquet(table: pa.Table, uri: str, config: storage.StorageConfig) -> None:
+    """One whole Parquet object, written atomically (:func:`pipeline.storage.write_bytes`)."""
     import pyarrow.parquet as pq
 
-    fs, path = storage.arrow_output(uri, config)
-    pq.write_table(table, path, filesystem=fs)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    storage.write_bytes(uri, buf.getvalue(), config)
+
+
+def read_parquet(uri: str, config: storage.StorageConfig) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(storage.read_bytes(uri, config)))
 
 
 class TableWriter:
@@ -127,7 +135,6 @@ class ChunkWriter:
         self._pending: list[pa.Table] = []
         self._rows = 0
         self._last = time.monotonic()
-        self.files: list[str] = []
 
     def write(self, table: pa.Table) -> None:
         self._pending.append(table.cast(self.schema))
@@ -139,13 +146,8 @@ class ChunkWriter:
         self._last = time.monotonic()
         if not self._rows:
             return
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        pq.write_table(pa.concat_tables(self._pending), buf)
         name = f"chunk-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
-        storage.write_bytes(storage.join(self.uri, name), buf.getvalue(), self.config)
-        self.files.append(name)
+        write_parquet(pa.concat_tables(self._pending), storage.join(self.uri, name), self.config)
         self._pending, self._rows = [], 0
 
     close = flush
@@ -153,13 +155,12 @@ class ChunkWriter:
 
 def read_chunks(uri: str, schema: pa.Schema, config: storage.StorageConfig) -> pa.Table:
     """Every complete chunk under ``uri`` (temporary files of an interrupted write are not chunks)."""
-    import pyarrow.parquet as pq
-
     fs, root = storage.filesystem(uri, config)
     if not fs.exists(root):
         return schema.empty_table()
-    names = sorted(p for p in fs.ls(root, detail=False) if p.rsplit("/", 1)[-1].startswith("chunk-") and p.endswith(".parquet"))
-    tables = [pq.read_table(io.BytesIO(fs.cat_file(p))).cast(schema) for p in names]
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
+    chunks = [n for n in names if n.startswith("chunk-") and n.endswith(".parquet")]
+    tables = [read_parquet(storage.join(uri, n), config).cast(schema) for n in chunks]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

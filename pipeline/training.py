@@ -77,8 +77,6 @@ def train_step(model, optimizer, noisy, clean, loss_config, grad_clip: float = 5
         out = model(noisy)
     # The loss runs in float32: log-sum-exps, STFT norms and SDRs need the range.
     out.enhanced, out.final = out.enhanced.float(), out.final.float()
-    if hasattr(out, "states"):
-        out.states = [s if s.is_complex() else s.float() for s in out.states]
     core = model.module if hasattr(model, "module") else model
     loss, parts = spec(core.name).loss(out, clean, loss_config, core)
     if not math.isfinite(parts["total"]):
