@@ -32,11 +32,11 @@ def train_variant(args) -> dict:
     import torch
     import yaml
 
-    from pipeline.checkpoints import load_model
-    from pipeline.config import load_yaml
-    from pipeline.enhance import EnhanceConfig, Enhancer
-    from pipeline.train_job import TrainConfig, load_pair, paired_keys, run_train_local
-    from pipeline.training import validate
+    from pipeline.core.checkpoints import load_model
+    from pipeline.core.config import load_yaml
+    from pipeline.inference.enhance import EnhanceConfig, Enhancer
+    from pipeline.train.job import TrainConfig, load_pair, paired_keys, run_train_local
+    from pipeline.train.steps import validate
 
     torch.set_num_threads(args.threads)
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set or [])}

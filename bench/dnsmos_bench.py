@@ -43,11 +43,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pipeline.baselines import BASELINES
-    from pipeline.checkpoints import load_model
-    from pipeline.dnsmos import DNSMOS, DNSMOSConfig
-    from pipeline.enhance import Enhancer
-    from pipeline.metrics import score_pesq
+    from pipeline.quality.baselines import BASELINES
+    from pipeline.core.checkpoints import load_model
+    from pipeline.quality.dnsmos import DNSMOS, DNSMOSConfig
+    from pipeline.inference.enhance import Enhancer
+    from pipeline.quality.metrics import score_pesq
 
     keys = sorted(p.name for p in Path(args.vbd, "noisy").glob("*.flac"))
     pairs = [(sf.read(Path(args.vbd, "noisy", k), dtype="float32")[0], sf.read(Path(args.vbd, "clean", k), dtype="float32")[0]) for k in keys]

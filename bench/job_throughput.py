@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import soundfile as sf  # noqa: E402
 
-from pipeline.demo_data import generate_pair  # noqa: E402
+from pipeline.audio.demo_data import generate_pair  # noqa: E402
 
 
 class PeakRSS:
@@ -98,9 +98,9 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance
     """
     import torch
 
-    from pipeline.audio import decode, encode, resample, to_channels
-    from pipeline.checkpoints import load_model
-    from pipeline.enhance import Enhancer
+    from pipeline.audio.codec import decode, encode, resample, to_channels
+    from pipeline.core.checkpoints import load_model
+    from pipeline.inference.enhance import Enhancer
 
     torch.set_num_threads(threads)
     loading = time.perf_counter()
@@ -140,10 +140,11 @@ def main() -> None:
 
     import ray
 
-    from pipeline.denoise import ActorConfig, DenoiseConfig, run_denoise
-    from pipeline.enhance import EnhanceConfig
-    from pipeline.stages import ModelStageConfig, WriteConfig
-    from pipeline.windowing import WindowConfig
+    from pipeline.denoise.job import DenoiseConfig, run_denoise
+    from pipeline.inference.actors import ActorConfig
+    from pipeline.inference.enhance import EnhanceConfig
+    from pipeline.inference.stages import ModelStageConfig, WriteConfig
+    from pipeline.audio.windowing import WindowConfig
 
     enhance = EnhanceConfig(window=WindowConfig(args.window_seconds, min(0.25, args.window_seconds / 5)))
 

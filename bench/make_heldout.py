@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 import soundfile as sf  # noqa: E402
 
-from pipeline.config import load_yaml  # noqa: E402
-from pipeline.mixing import MixConfig  # noqa: E402
-from pipeline.train_job import TrainConfig, corpus_keys  # noqa: E402
-from pipeline.training import load_corpus, validation_pairs  # noqa: E402
+from pipeline.core.config import load_yaml  # noqa: E402
+from pipeline.audio.mixing import MixConfig  # noqa: E402
+from pipeline.train.job import TrainConfig, corpus_keys  # noqa: E402
+from pipeline.train.steps import load_corpus, validation_pairs  # noqa: E402
 
 
 def main() -> None:

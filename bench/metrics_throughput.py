@@ -2,7 +2,7 @@
 
     python bench/metrics_throughput.py [--clips 24] [--seconds-per-clip 3] [--json out.json]
 
-Clips are seeded speech-like pairs from ``pipeline.demo_data`` at 16 kHz.
+Clips are seeded speech-like pairs from ``pipeline.audio.demo_data`` at 16 kHz.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from pipeline.demo_data import generate_pair  # noqa: E402
-from pipeline.metrics import METRIC_NAMES, score_all  # noqa: E402
+from pipeline.audio.demo_data import generate_pair  # noqa: E402
+from pipeline.quality.metrics import METRIC_NAMES, score_all  # noqa: E402
 
 
 def main() -> None:

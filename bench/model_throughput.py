@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 import yaml  # noqa: E402
 
 from model import build_model, config_from_dict  # noqa: E402
-from pipeline.enhance import EnhanceConfig, Enhancer  # noqa: E402
+from pipeline.inference.enhance import EnhanceConfig, Enhancer  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "jobs/configs/train-default.yaml"
 

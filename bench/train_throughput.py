@@ -21,7 +21,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from model import DiffGMM, DiffGMMConfig, LossConfig  # noqa: E402
-from pipeline.training import train_step  # noqa: E402
+from pipeline.train.steps import train_step  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "jobs/configs/train-default.yaml"
 

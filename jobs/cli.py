@@ -36,8 +36,8 @@ def overrides_from(args, flags: dict[str, str]) -> dict:
 
 def denoise_config(args):
     """The denoise job's config (``denoise`` and ``nightly`` share it): YAML, then flags and ``--set``."""
-    from pipeline.config import load_yaml
-    from pipeline.denoise import DenoiseConfig
+    from pipeline.core.config import load_yaml
+    from pipeline.denoise.job import DenoiseConfig
 
     flags = {"input_uri": "input_uri", "output_uri": "output_uri", "reference_uri": "reference_uri",
              "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
@@ -175,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _redact_record(record: logging.LogRecord) -> bool:
-    """Logging filter: the formatted message with credentials redacted (see :mod:`pipeline.redact`)."""
-    from pipeline.redact import redact
+    """Logging filter: the formatted message with credentials redacted (see :mod:`pipeline.core.redact`)."""
+    from pipeline.core.redact import redact
 
     message = record.getMessage()
     cleaned = redact(message)
@@ -187,7 +187,7 @@ def _redact_record(record: logging.LogRecord) -> bool:
 
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line, with the root cause's when it adds something; credentials redacted."""
-    from pipeline.redact import redact
+    from pipeline.core.redact import redact
 
     message = " ".join(str(exc).split()) or type(exc).__name__
     cause = exc.__cause__

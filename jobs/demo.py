@@ -14,9 +14,9 @@ def run(args) -> int:
     import pyarrow.parquet as pq
 
     from jobs.denoise import print_summary
-    from pipeline import schema as S
-    from pipeline.demo_data import DemoConfig, write_demo_corpus
-    from pipeline.denoise import DenoiseConfig, run_denoise
+    from pipeline.core import schema as S
+    from pipeline.audio.demo_data import DemoConfig, write_demo_corpus
+    from pipeline.denoise.job import DenoiseConfig, run_denoise
 
     root = os.path.abspath(args.workdir)
     corpus = os.path.join(root, "corpus")

@@ -32,7 +32,7 @@ def print_summary(summary: dict) -> None:
 
 def run(args) -> int:
     from jobs.cli import denoise_config
-    from pipeline.denoise import run_denoise
+    from pipeline.denoise.job import run_denoise
 
     summary = run_denoise(denoise_config(args), dry_run=args.dry_run)
     print_summary(summary)

@@ -10,10 +10,10 @@ log = logging.getLogger(__name__)
 
 
 def run(args) -> int:
-    from pipeline import storage
-    from pipeline.audio import AudioError, decode, encode
-    from pipeline.checkpoints import load_model
-    from pipeline.enhance import EnhanceConfig, Enhancer
+    from pipeline.core import storage
+    from pipeline.audio.codec import AudioError, decode, encode
+    from pipeline.core.checkpoints import load_model
+    from pipeline.inference.enhance import EnhanceConfig, Enhancer
 
     loaded = load_model(args.checkpoint)
     enhancer = Enhancer(loaded.model, EnhanceConfig(device=args.device))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 def run(args) -> int:
     from jobs.cli import overrides_from
-    from pipeline.config import load_yaml
-    from pipeline.evaluate import EvaluateConfig, format_summary, run_evaluate
+    from pipeline.core.config import load_yaml
+    from pipeline.evaluate.job import EvaluateConfig, format_summary, run_evaluate
 
     flags = {"clean_uri": "clean_uri", "noisy_uri": "noisy_uri", "pairs_uri": "pairs_uri",
              "output_uri": "output_uri", "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def run(args) -> int:
-    from pipeline.checkpoints import export_checkpoint
+    from pipeline.core.checkpoints import export_checkpoint
 
     model_id, size = export_checkpoint(args.checkpoint, args.output)
     print(f"exported {model_id} to {args.output} ({size / 1e6:.2f} MB)")

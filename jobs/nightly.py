@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def run(args) -> int:
     from jobs.cli import denoise_config
-    from pipeline.nightly import NightlyConfig, run_nightly
+    from pipeline.denoise.nightly import NightlyConfig, run_nightly
 
     nightly = NightlyConfig(max_attempts=args.max_attempts, reprocess_stale=args.reprocess_stale, prune=args.prune)
     result = run_nightly(denoise_config(args), nightly)
@@ -25,6 +25,8 @@ def run(args) -> int:
               f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s")
     if result["gave_up"]:
         print(f"not retried (failed {args.max_attempts} times, unchanged): {', '.join(result['gave_up'])}")
+    if result["bad_content"]:
+        print(f"not retried (the file itself is bad; replace it to retry): {', '.join(result['bad_content'])}")
     if result["deleted"]:
         action = f"pruned {result.get('pruned_outputs', 0)} outputs" if args.prune else "outputs kept (--prune deletes them)"
         print(f"gone from the input: {', '.join(result['deleted'])}{' …' if counts['deleted'] > 20 else ''}; {action}")

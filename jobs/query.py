@@ -9,7 +9,7 @@ FORMATS = ("table", "csv", "json", "parquet")
 
 
 def build_sql(args, results) -> str:
-    from pipeline import queries
+    from pipeline.reporting import queries
 
     if args.worst is not None:
         run = results.run(args.run_id)
@@ -45,8 +45,8 @@ def render(table, fmt: str) -> bytes:
 
 
 def run(args) -> int:
-    from pipeline import storage
-    from pipeline.results import Results
+    from pipeline.core import storage
+    from pipeline.core.results import Results
 
     if args.format == "parquet" and not args.out:
         raise ValueError("--format parquet needs --out FILE (Parquet is not for a terminal)")

@@ -7,9 +7,9 @@ import json
 
 
 def run(args) -> int:
-    from pipeline import storage
-    from pipeline.config import load_yaml
-    from pipeline.train_job import TrainConfig, run_train, run_train_local
+    from pipeline.core import storage
+    from pipeline.core.config import load_yaml
+    from pipeline.train.job import TrainConfig, run_train, run_train_local
 
     from jobs.cli import overrides_from
 

@@ -1,6 +1,6 @@
 """Checkpoints as plain dicts: format version, model name and config, state dict.
 
-No file IO here (``model/`` is pure PyTorch); :mod:`pipeline.checkpoints`
+No file IO here (``model/`` is pure PyTorch); :mod:`pipeline.core.checkpoints`
 reads and writes the bytes with ``torch.load(weights_only=True)``. A SHA-256
 over the state dict is stored alongside it so that edited weights are refused,
 not silently used.

@@ -76,7 +76,7 @@ def tiny_checkpoint(tmp_path_factory) -> str:
     import torch
 
     from model import DiffGMM, DiffGMMConfig, make_checkpoint
-    from pipeline.checkpoints import save_checkpoint
+    from pipeline.core.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     path = str(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
@@ -93,7 +93,7 @@ def _write(path, data, rate, subtype="PCM_16", fmt=None):
 
 def make_corpus(root: str) -> dict[str, str]:
     """Good and bad inputs, with clean references for the good mono ones; returns {key: expectation}."""
-    from pipeline.demo_data import generate_pair
+    from pipeline.audio.demo_data import generate_pair
 
     rng = np.random.default_rng(0)
     expect = {}

@@ -124,7 +124,7 @@ def test_untrained_model_is_the_identity_and_silence_stays_silent():
 
 
 def test_tiny_aigd_overfits_a_few_seconds():
-    from pipeline.metrics import score_si_sdr
+    from pipeline.quality.metrics import score_si_sdr
 
     torch.manual_seed(0)
     clean, noisy = noisy_tone(3)
@@ -147,7 +147,7 @@ def test_tiny_aigd_overfits_a_few_seconds():
 
 
 def test_checkpoint_round_trip_through_the_file_format(tmp_path):
-    from pipeline.checkpoints import load_model, save_checkpoint
+    from pipeline.core.checkpoints import load_model, save_checkpoint
 
     torch.manual_seed(0)
     model = AIGD(AIGDConfig(**TINY_AIGD, mode="split")).eval()
@@ -166,8 +166,8 @@ def test_checkpoint_round_trip_through_the_file_format(tmp_path):
 
 
 def test_the_aigd_recipe_parses_and_its_model_fits_the_budget():
-    from pipeline.config import load_yaml
-    from pipeline.train_job import TrainConfig
+    from pipeline.core.config import load_yaml
+    from pipeline.train.job import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE))
     assert recipe.model_name == "aigd" and isinstance(recipe.model, AIGDConfig) and isinstance(recipe.loss, AIGDLossConfig)
@@ -179,7 +179,7 @@ def test_the_aigd_recipe_parses_and_its_model_fits_the_budget():
 
 @pytest.fixture(scope="module")
 def tiny_aigd_checkpoint(tmp_path_factory) -> str:
-    from pipeline.checkpoints import save_checkpoint
+    from pipeline.core.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     model = AIGD(AIGDConfig(**TINY_AIGD))
@@ -198,11 +198,11 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
     import pyarrow.parquet as pq
     import soundfile as sf
 
-    from pipeline import schema as S
-    from pipeline.demo_data import generate_pair
-    from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
-    from pipeline.evaluate import EvaluateConfig, run_evaluate
-    from pipeline.stages import ModelStageConfig
+    from pipeline.core import schema as S
+    from pipeline.audio.demo_data import generate_pair
+    from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+    from pipeline.evaluate.job import EvaluateConfig, run_evaluate
+    from pipeline.inference.stages import ModelStageConfig
 
     root = str(tmp_path)
     os.makedirs(f"{root}/noisy"), os.makedirs(f"{root}/clean")
@@ -249,7 +249,7 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
 
 
 def test_unknown_evaluation_model_names_the_choices():
-    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluate.job import EvaluateConfig
 
     with pytest.raises(ValueError, match="LABEL=CHECKPOINT"):
         EvaluateConfig(clean_uri="a", noisy_uri="b", output_uri="c", models=("diffgmm", "aigdd"))
@@ -258,8 +258,8 @@ def test_unknown_evaluation_model_names_the_choices():
 
 
 def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
-    from pipeline.config import load_yaml
-    from pipeline.train_job import TrainConfig
+    from pipeline.core.config import load_yaml
+    from pipeline.train.job import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE.with_name("train-aigd-paper.yaml")))
     c = recipe.model
@@ -270,9 +270,9 @@ def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
 
 
 def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
-    from pipeline.checkpoints import load_model
-    from pipeline.config import load_yaml
-    from pipeline.train_job import TrainConfig
+    from pipeline.core.checkpoints import load_model
+    from pipeline.core.config import load_yaml
+    from pipeline.train.job import TrainConfig
 
     shipped = load_model("aigd")
     assert shipped.model.name == "aigd" and shipped.model.config == load_yaml(TrainConfig, str(RECIPE)).model

@@ -1,4 +1,4 @@
-"""The bad-input corpus (pipeline/bad_inputs.py) through the real denoise job: one clear row per file, nothing else affected."""
+"""The bad-input corpus (pipeline/audio/bad_inputs.py) through the real denoise job: one clear row per file, nothing else affected."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline import schema as S
-from pipeline.audio import decode
-from pipeline.bad_inputs import EXTENSIONS, cases, judge, write_corpus
-from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
-from pipeline.longform import StreamConfig
-from pipeline.stages import ModelStageConfig
+from pipeline.core import schema as S
+from pipeline.audio.codec import decode
+from pipeline.audio.bad_inputs import EXTENSIONS, cases, judge, write_corpus
+from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+from pipeline.inference.longform import StreamConfig
+from pipeline.inference.stages import ModelStageConfig
 
 STREAM_SECONDS = 2.0
 
 
 def test_the_corpus_has_at_least_twenty_kinds_and_each_decodes_as_expected():
-    from pipeline.audio import AudioError
+    from pipeline.audio.codec import AudioError
 
     corpus = cases(STREAM_SECONDS)
     assert len(corpus) >= 20 and len({c.key for c, _ in corpus}) == len(corpus)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.baselines import BASELINES, RNNOISE_LAG_48K, rnnoise_48k
-from pipeline.metrics import score_si_sdr
+from pipeline.quality.baselines import BASELINES, RNNOISE_LAG_48K, rnnoise_48k
+from pipeline.quality.metrics import score_si_sdr
 from conftest import shared_path
 
 
@@ -31,7 +31,7 @@ def test_rnnoise_output_is_time_aligned_with_its_input():
 
 
 def test_without_lag_compensation_the_output_would_be_20_ms_late():
-    from pipeline.audio import resample
+    from pipeline.audio.codec import resample
 
     speech, rate = _speech()
     up = resample(speech, rate, 48000)
@@ -44,7 +44,7 @@ def test_without_lag_compensation_the_output_would_be_20_ms_late():
 @pytest.mark.parametrize("rate", [8000, 16000, 44100])
 def test_rnnoise_removes_noise_at_any_rate(rate):
     speech, speech_rate = _speech()
-    from pipeline.audio import resample
+    from pipeline.audio.codec import resample
 
     clean = resample(speech, speech_rate, rate)
     noise = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32) * 0.1

@@ -56,3 +56,59 @@ def test_help_is_instant_and_imports_nothing_heavy():
     assert heavy in ([], [""]), f"--help imported {heavy}"
     assert float(elapsed) < 0.5
     assert time.perf_counter() - start < 10
+
+
+# pipeline's sub-packages, each allowed to import only the layers below it (and itself).
+LAYERS = {
+    "core": set(),
+    "audio": {"core"},
+    "quality": {"core", "audio"},
+    "inference": {"core", "audio", "quality"},
+    "denoise": {"core", "audio", "quality", "inference"},
+    "evaluate": {"core", "audio", "quality", "inference"},
+    "train": {"core", "audio", "quality", "inference"},
+    "reporting": {"core", "audio", "quality"},
+}
+
+
+def pipeline_layer_imports() -> dict[str, set[str]]:
+    """For each module under pipeline/<layer>/, the pipeline layers it imports (every import, lazy ones too)."""
+    found = {}
+    for path in (ROOT / "pipeline").rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for module in modules:
+                parts = module.split(".")
+                if parts[0] == "pipeline" and len(parts) > 1:
+                    names.add(parts[1])
+            if isinstance(node, ast.ImportFrom) and node.module == "pipeline":  # from pipeline import core
+                names |= {a.name for a in node.names}
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+def test_pipeline_layers_import_only_downwards():
+    modules = pipeline_layer_imports()
+    assert set(LAYERS) == {p.name for p in (ROOT / "pipeline").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    for path, names in modules.items():
+        parts = path.split("/")
+        if len(parts) < 3:
+            assert not names - {"assets"}, f"{path} sits above the layers and imports {sorted(names)}"
+            continue
+        layer = parts[1]
+        bad = names - LAYERS[layer] - {layer}
+        assert not bad, f"{path} ({layer}) imports {sorted(bad)}: only {sorted(LAYERS[layer])} lie below it"
+    # One job's package never imports another's.
+    jobs = {"denoise", "evaluate", "train", "reporting"}
+    assert all(not (LAYERS[j] & jobs) for j in jobs)
+
+
+def test_layer_checker_sees_an_upward_import():
+    bad = ROOT / "pipeline" / "core" / "_planted_violation.py"
+    bad.write_text("from pipeline.denoise.job import run_denoise\n")
+    try:
+        assert "denoise" in pipeline_layer_imports()["pipeline/core/_planted_violation.py"]
+    finally:
+        bad.unlink()

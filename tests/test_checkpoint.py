@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from model import CheckpointError, DiffGMM, DiffGMMConfig, make_checkpoint
-from pipeline.checkpoints import export_checkpoint, load_model, save_checkpoint
+from pipeline.core.checkpoints import export_checkpoint, load_model, save_checkpoint
 
 SMALL = DiffGMMConfig(hidden_channels=8, depth=2, bottleneck_blocks=1, feature_channels=8)
 

@@ -7,7 +7,7 @@ from jobs.cli import main
 
 @pytest.fixture
 def inputs(tmp_path):
-    from pipeline.demo_data import generate_pair
+    from pipeline.audio.demo_data import generate_pair
     import numpy as np
     import soundfile as sf
 

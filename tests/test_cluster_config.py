@@ -94,14 +94,14 @@ def _free_port() -> int:
 @pytest.mark.timeout(900)
 def test_nightly_through_ray_job_submit_on_a_real_local_cluster(tmp_path, tiny_checkpoint):
     """`ray start --head`, the cron wrapper twice on two nights (and once more), then `ray stop`."""
-    from pipeline.demo_data import generate_pair
+    from pipeline.audio.demo_data import generate_pair
 
     ray_bin = Path(sys.executable).parent / "ray"
     assert ray_bin.exists(), f"ray CLI not found next to {sys.executable}"
     (tmp_path / "in").mkdir()
     for i in range(2):
         sf.write(tmp_path / "in" / f"c{i}.wav", generate_pair(0.6, 5.0, 16000, np.random.default_rng(i))[0], 16000)
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard, agent, client = _free_port(), _free_port(), _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{ray_bin.parent}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
            "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}", "DIFFGMM_ARGS": f"--checkpoint {tiny_checkpoint}"}
     env.pop("RAY_NAMESPACE", None)
@@ -109,7 +109,10 @@ def test_nightly_through_ray_job_submit_on_a_real_local_cluster(tmp_path, tiny_c
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     start = [str(ray_bin), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
-             "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+             "--dashboard-host=127.0.0.1", "--num-cpus=2",
+             # Ray's fixed default ports (the agent's 52365, the client server's 10001) are held by
+             # the test session's own Ray: a second cluster on this machine needs its own.
+             f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
     # --block in its own process group: stopping it stops this cluster only (`ray stop` would stop every
     # Ray on the machine, the test session's own included).
     head = subprocess.Popen(start, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

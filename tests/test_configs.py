@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_yaml
-from pipeline.denoise import DenoiseConfig
-from pipeline.train_job import TrainConfig
+from pipeline.core.config import ConfigError, load_yaml
+from pipeline.denoise.job import DenoiseConfig
+from pipeline.train.job import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
@@ -40,13 +40,13 @@ def test_overrides_are_typed_and_checked(tmp_path):
     ],
 )
 def test_actor_pool_size_follows_the_cluster(actors, cluster, expected):
-    from pipeline.denoise import ActorConfig
+    from pipeline.inference.actors import ActorConfig
 
     assert ActorConfig(**actors).resolve(cluster) == expected
 
 
 def test_automatic_actor_pool_never_exceeds_the_input_blocks():
-    from pipeline.denoise import ActorConfig
+    from pipeline.inference.actors import ActorConfig
 
     assert ActorConfig().resolve({"CPU": 16.0}, blocks=3) == (False, 3, 3)
     assert ActorConfig().resolve({"CPU": 32.0, "GPU": 4.0}, blocks=1) == (True, 1, 1)
@@ -54,8 +54,8 @@ def test_automatic_actor_pool_never_exceeds_the_input_blocks():
 
 
 def test_actor_settings_are_checked_for_every_job_that_wires_the_model():
-    from pipeline.denoise import ActorConfig
-    from pipeline.evaluate import EvaluateConfig
+    from pipeline.inference.actors import ActorConfig
+    from pipeline.evaluate.job import EvaluateConfig
 
     with pytest.raises(ValueError, match="use_gpu"):
         ActorConfig(use_gpu="maybe")
@@ -88,7 +88,7 @@ def test_dnsmos_is_a_known_metric_and_off_by_default():
 
 
 def test_lr_schedule_is_a_function_of_the_step():
-    from pipeline.train_job import OptimConfig
+    from pipeline.train.job import OptimConfig
 
     optim = OptimConfig(learning_rate=1e-3, steps_per_epoch=10, epochs=10, lr_schedule="cosine", lr_min_fraction=0.1, warmup_steps=10)
     assert optim.learning_rate_at(0) == pytest.approx(1e-4) and optim.learning_rate_at(9) == pytest.approx(1e-3)

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline import schema as S
-from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
-from pipeline.stages import ModelStageConfig
+from pipeline.core import schema as S
+from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+from pipeline.inference.stages import ModelStageConfig
 from conftest import make_corpus
 
 pytestmark = pytest.mark.slow
@@ -98,7 +98,7 @@ def test_uncommitted_retry_rewrites_without_duplicates(ray_local, tmp_path, tiny
 
 
 def test_streamed_long_files_match_the_in_memory_path(ray_local, tmp_path, tiny_checkpoint):
-    from pipeline.longform import StreamConfig
+    from pipeline.inference.longform import StreamConfig
 
     root = str(tmp_path / "corpus")
     expect = make_corpus(root)
@@ -134,8 +134,8 @@ def test_s3_job_through_s3fs_and_pyarrow(ray_local, s3_bucket, tmp_path, tiny_ch
     import boto3
     import pyarrow.fs as pafs
 
-    from pipeline.longform import StreamConfig
-    from pipeline.storage import StorageConfig
+    from pipeline.inference.longform import StreamConfig
+    from pipeline.core.storage import StorageConfig
 
     endpoint, bucket = s3_bucket
     root = str(tmp_path / "corpus")
@@ -178,7 +178,7 @@ def test_s3_job_through_s3fs_and_pyarrow(ray_local, s3_bucket, tmp_path, tiny_ch
 
 
 def test_output_keys_never_leave_the_prefix():
-    from pipeline.stages import output_key_for
+    from pipeline.inference.stages import output_key_for
 
     assert output_key_for("a/b/c.wav", "same") == "a/b/c.wav"
     assert output_key_for("a/b/c.wav", "flac") == "a/b/c.flac"
@@ -188,7 +188,7 @@ def test_output_keys_never_leave_the_prefix():
 
 
 def test_unknown_config_key_is_an_error(tmp_path):
-    from pipeline.config import ConfigError, load_yaml
+    from pipeline.core.config import ConfigError, load_yaml
 
     path = tmp_path / "job.yaml"
     path.write_text("input_uri: a\noutput_uri: b\nactors:\n  max_actor: 3\n")
@@ -196,3 +196,83 @@ def test_unknown_config_key_is_an_error(tmp_path):
         load_yaml(DenoiseConfig, str(path))
     path.write_text("input_uri: a\noutput_uri: b\nactors:\n  max_actors: 3\n")
     assert load_yaml(DenoiseConfig, str(path)).actors.max_actors == 3
+
+
+def test_a_killed_model_actor_is_replaced_and_the_job_loses_nothing(ray_local, tmp_path):
+    """SIGKILL the model actor's process while it works: Ray restarts it (its setup runs again) and retries its batch."""
+    import signal
+    import threading
+    import time
+
+    import ray._private.state as ray_state
+
+    from pipeline.audio.demo_data import generate_pair
+    from pipeline.inference.actors import ActorConfig
+
+    (tmp_path / "in").mkdir()
+    for i in range(16):
+        sf.write(tmp_path / "in" / f"c{i:02d}.wav", generate_pair(2.0, 5.0, 16000, np.random.default_rng(i))[0], 16000)
+    killed: list[int] = []
+
+    def model_actors() -> dict[int, str]:
+        return {a["Pid"]: a["State"] for a in ray_state.actors().values() if "ModelStage" in a["ActorClassName"]}
+
+    def kill_first_model_actor() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            alive = [pid for pid, state in model_actors().items() if state == "ALIVE"]
+            if alive:
+                time.sleep(2.0)  # mid-batch: the shipped AIGD takes seconds per batch here
+                os.kill(alive[0], signal.SIGKILL)
+                killed.append(time.monotonic())
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_first_model_actor, daemon=True)
+    killer.start()
+    # The shipped AIGD checkpoint: slow enough on CPU that the kill lands while batches remain.
+    config = DenoiseConfig(input_uri=str(tmp_path / "in"), output_uri=str(tmp_path / "out"), run_id="kill",
+                           model=ModelStageConfig(checkpoint_uri="aigd"), actors=ActorConfig(max_actors=1, clips_per_batch=2))
+    summary = run_denoise(config)
+    finished = time.monotonic()
+    killer.join(timeout=5)
+    assert killed and killed[0] < finished - 1.0, "the model actor was not killed while the job ran"
+    assert summary["clips"] == 16 and summary["ok"] == 16, summary
+    table = pq.read_table(RunPaths.of(config.output_uri, "kill").clips_uri)
+    assert sorted(table.column(S.INPUT_KEY).to_pylist()) == [f"c{i:02d}.wav" for i in range(16)]
+    for i in range(16):
+        assert sf.info(tmp_path / "out" / "runs" / "kill" / "audio" / f"c{i:02d}.wav").frames == 32000
+
+
+
+def test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix(ray_local, s3_bucket, tiny_checkpoint):
+    """S3 keys are plain strings: `..` segments are legal there. Each gets one row; no write leaves out/."""
+    import io
+
+    import boto3
+
+    from pipeline.core.storage import StorageConfig
+    from pipeline.audio.demo_data import generate_pair
+
+    endpoint, bucket = s3_bucket
+    client = boto3.client("s3", endpoint_url=endpoint)
+    buf = io.BytesIO()
+    sf.write(buf, generate_pair(0.5, 5.0, 16000, np.random.default_rng(0))[0], 16000, format="WAV")
+    keys = ["in/ok.wav", "in/a/../dotdot.wav", "in/../../escape.wav", "in/a/../../../far.wav"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    before = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out", run_id="dots",
+                           storage=StorageConfig(endpoint_url=endpoint), model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    summary = run_denoise(config)
+    after = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {k for k in after - before if not k.startswith("out/runs/dots/")} == set()
+    table = pq.read_table(f"{bucket}/out/runs/dots/clips", filesystem=__import__("pyarrow.fs", fromlist=["x"]).S3FileSystem(
+        endpoint_override=endpoint.split("://")[1], scheme="http", region="us-east-1"))
+    rows = {r[S.INPUT_KEY]: r for r in table.to_pylist()}
+    assert summary["clips"] == len(rows) and set(rows) == {k[len("in/"):] for k in keys if k.startswith("in/")}
+    assert rows["ok.wav"][S.STATUS] == "ok"
+    for key, row in rows.items():
+        if row[S.STATUS] == "ok":
+            assert ".." not in (row[S.OUTPUT_KEY] or "")
+        else:
+            assert "outside the prefix" in row[S.ERROR], row

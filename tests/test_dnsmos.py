@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.dnsmos import WINDOW, DNSMOS, DNSMOSConfig, mel_bank, windows_of
+from pipeline.quality.dnsmos import WINDOW, DNSMOS, DNSMOSConfig, mel_bank, windows_of
 from conftest import shared_path
 
 

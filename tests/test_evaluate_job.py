@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline import schema as S
-from pipeline.demo_data import generate_pair
-from pipeline.evaluate import EvaluateConfig, run_evaluate
-from pipeline.stages import ModelStageConfig
+from pipeline.core import schema as S
+from pipeline.audio.demo_data import generate_pair
+from pipeline.evaluate.job import EvaluateConfig, run_evaluate
+from pipeline.inference.stages import ModelStageConfig
 
 pytestmark = pytest.mark.slow
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.audio import StreamResampler, resample, resampled_length, to_channels
-from pipeline.enhance import EnhanceConfig, Enhancer
-from pipeline.longform import LongFileWriter, StreamConfig, probe
-from pipeline.storage import StorageConfig
-from pipeline.windowing import WindowConfig
+from pipeline.audio.codec import StreamResampler, resample, resampled_length, to_channels
+from pipeline.inference.enhance import EnhanceConfig, Enhancer
+from pipeline.inference.longform import LongFileWriter, StreamConfig, probe
+from pipeline.core.storage import StorageConfig
+from pipeline.audio.windowing import WindowConfig
 from tests.conftest import TINY_CONFIG
 
 

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from conftest import shared_path
-from pipeline.metrics import (
+from pipeline.quality.metrics import (
     score_all,
     score_pesq,
     score_sdr,
@@ -91,7 +91,7 @@ def test_bad_pairs_are_nan_never_error_codes(rng, ref_len, est_len, rate, poison
 
 
 def test_other_rates_are_resampled_for_pesq(pesq_pair):
-    from pipeline.audio import resample
+    from pipeline.audio.codec import resample
 
     ref, deg = pesq_pair
     ref48, deg48 = resample(ref.astype(np.float32), 16000, 48000), resample(deg.astype(np.float32), 16000, 48000)

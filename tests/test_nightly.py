@@ -14,11 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline import schema as S
-from pipeline.demo_data import generate_pair
-from pipeline.denoise import DenoiseConfig, RunPaths, run_denoise
-from pipeline.nightly import LEDGER_KEY, Ledger, NightlyConfig, nightly_run_id, run_nightly
-from pipeline.stages import ModelStageConfig
+from pipeline.core import schema as S
+from pipeline.audio.demo_data import generate_pair
+from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+from pipeline.core.ledger import LEDGER_KEY, Ledger
+from pipeline.denoise.nightly import NightlyConfig, nightly_run_id, run_nightly
+from pipeline.inference.stages import ModelStageConfig
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def other_checkpoint(tmp_path_factory) -> str:
 
     from conftest import TINY_CONFIG
     from model import DiffGMM, DiffGMMConfig, make_checkpoint
-    from pipeline.checkpoints import save_checkpoint
+    from pipeline.core.checkpoints import save_checkpoint
 
     torch.manual_seed(7)
     path = str(tmp_path_factory.mktemp("other") / "other.pt")
@@ -54,7 +55,7 @@ def other_checkpoint(tmp_path_factory) -> str:
 
 
 def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, tiny_checkpoint, other_checkpoint):
-    from pipeline.results import Results
+    from pipeline.core.results import Results
 
     root = str(tmp_path)
     for i in range(4):
@@ -66,30 +67,30 @@ def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, 
     first = run_nightly(_config(root, tiny_checkpoint, "n1"), night)
     assert first["counts"]["new"] == 5 and _keys(root, "n1") == ["day1/broken.wav"] + [f"day1/c{i}.wav" for i in range(4)]
 
-    # Night 2: one new file, one changed file; the broken file is retried (attempt 2).
+    # Night 2: one new file, one changed file; the broken file is not retried: its bytes are bad, not the storage.
     _clip(f"{root}/in/day2/c4.wav", 0.5, 4)
     time.sleep(0.01)
     _clip(f"{root}/in/day1/c0.wav", 0.9, 99)
     second = run_nightly(_config(root, tiny_checkpoint, "n2"), night)
-    assert second["counts"] == {"new": 1, "changed": 1, "retry": 1, "stale": 0, "unchanged": 3, "gave_up": 0, "deleted": 0}
-    assert _keys(root, "n2") == ["day1/broken.wav", "day1/c0.wav", "day2/c4.wav"]
+    assert second["counts"] == {"new": 1, "changed": 1, "retry": 0, "stale": 0, "unchanged": 3, "gave_up": 0, "bad_content": 1, "deleted": 0}
+    assert second["bad_content"] == ["day1/broken.wav"] and _keys(root, "n2") == ["day1/c0.wav", "day2/c4.wav"]
     ledger = Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage)
     assert len(ledger.rows) == 6 and ledger.applied_runs == ["n1", "n2"]
     assert ledger.rows["day1/c1.wav"][S.RUN_ID] == "n1" and ledger.rows["day1/c0.wav"][S.RUN_ID] == "n2"
-    assert ledger.rows["day1/broken.wav"][S.ATTEMPTS] == 2 and ledger.rows["day1/broken.wav"][S.STATUS] == "error"
+    assert ledger.rows["day1/broken.wav"][S.ATTEMPTS] == 1 and ledger.rows["day1/broken.wav"][S.STATUS] == "error"
     con = Results(f"{root}/out").connect()
     latest = dict(con.execute(f"SELECT {S.INPUT_KEY}, {S.RUN_ID} FROM latest").fetchall())
     assert len(latest) == 6 and latest["day1/c0.wav"] == "n2" and latest["day1/c2.wav"] == "n1"
 
-    # Night 3: nothing new (the broken file gave up after 2 attempts), so no run is started.
+    # Night 3: nothing new (the broken file waits until it is replaced), so no run is started.
     third = run_nightly(_config(root, tiny_checkpoint, "n3"), night)
-    assert third.get("nothing_new") and third["gave_up"] == ["day1/broken.wav"]
+    assert third.get("nothing_new") and third["bad_content"] == ["day1/broken.wav"] and third["gave_up"] == []
     assert not os.path.exists(RunPaths.of(f"{root}/out", "n3").run_uri)
 
     # A rerun of a committed night that finds new input says so and keeps its outputs.
     _clip(f"{root}/in/day3/c5.wav", 0.5, 5)
     again = run_nightly(_config(root, tiny_checkpoint, "n2"), night)
-    assert again["already_committed"] and again["pending"] == 1 and _keys(root, "n2") == ["day1/broken.wav", "day1/c0.wav", "day2/c4.wav"]
+    assert again["already_committed"] and again["pending"] == 1 and _keys(root, "n2") == ["day1/c0.wav", "day2/c4.wav"]
 
     # A new model: without --reprocess-stale only the new file runs; with it, everything that came from the old model.
     plain = run_nightly(_config(root, other_checkpoint, "n4"), night)
@@ -136,8 +137,9 @@ sys.path.insert(0, {root!r})
 logging.basicConfig(level=logging.INFO)
 import ray
 ray.init(num_cpus=2, include_dashboard=False)
-from pipeline.denoise import ActorConfig, DenoiseConfig, run_denoise
-from pipeline.stages import ModelStageConfig
+from pipeline.denoise.job import DenoiseConfig, run_denoise
+from pipeline.inference.actors import ActorConfig
+from pipeline.inference.stages import ModelStageConfig
 run_denoise(DenoiseConfig(input_uri={inp!r}, output_uri={out!r}, run_id="r1", flush_rows=2, flush_seconds=0.5,
                           rows_per_block=1, cpu_batch_size=1, actors=ActorConfig(max_actors=1, clips_per_batch=1), model=ModelStageConfig(checkpoint_uri={ckpt!r})))
 """

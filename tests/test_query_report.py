@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.cli import main
-from pipeline import schema as S
-from pipeline.denoise import DenoiseConfig, run_denoise
-from pipeline.longform import StreamConfig
-from pipeline.results import Results
-from pipeline.runs import RunPaths
-from pipeline.stages import ModelStageConfig, WriteConfig
+from pipeline.core import schema as S
+from pipeline.denoise.job import DenoiseConfig, run_denoise
+from pipeline.inference.longform import StreamConfig
+from pipeline.core.results import Results
+from pipeline.core.runs import RunPaths
+from pipeline.inference.stages import ModelStageConfig, WriteConfig
 from conftest import TINY_CONFIG, make_corpus
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def two_runs(ray_local, tmp_path_factory, tiny_checkpoint):
     import torch
 
     from model import DiffGMM, DiffGMMConfig, make_checkpoint
-    from pipeline.checkpoints import save_checkpoint
+    from pipeline.core.checkpoints import save_checkpoint
 
     tmp = tmp_path_factory.mktemp("results")
     root, out = str(tmp / "corpus"), str(tmp / "out")
@@ -187,7 +187,7 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
 def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint, capsys):
     import boto3
 
-    from pipeline.storage import StorageConfig
+    from pipeline.core.storage import StorageConfig
 
     endpoint, bucket = s3_bucket
     root = str(tmp_path / "corpus")

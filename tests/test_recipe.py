@@ -16,7 +16,7 @@ RECIPE = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "train-defau
 
 
 def _corpus(root: str, rng) -> None:
-    from pipeline.demo_data import noise_like, speech_like
+    from pipeline.audio.demo_data import noise_like, speech_like
 
     os.makedirs(f"{root}/clean"), os.makedirs(f"{root}/noise")
     for i in range(5):
@@ -54,8 +54,8 @@ def test_recipe_trains_without_ray_resumes_and_names_itself(tmp_path, rng):
     resolved = yaml.safe_load((run / "config.yaml").read_text())
     assert resolved["config"]["optim"]["epochs"] == 1 and resolved["run"]["recipe"] == str(RECIPE)
     # The licence exclusion of the recipe applies: the excluded file is in no split.
-    from pipeline.config import load_yaml
-    from pipeline.train_job import TrainConfig, corpus_keys
+    from pipeline.core.config import load_yaml
+    from pipeline.train.job import TrainConfig, corpus_keys
 
     config = load_yaml(TrainConfig, str(RECIPE), {"data.clean_uri": f"{root}/clean", "data.noise_uri": f"{root}/noise"})
     keys = corpus_keys(config)
@@ -69,9 +69,9 @@ def test_recipe_trains_without_ray_resumes_and_names_itself(tmp_path, rng):
 
 
 def test_the_shipped_checkpoint_came_from_the_recipe():
-    from pipeline.checkpoints import load_model
-    from pipeline.config import load_yaml
-    from pipeline.train_job import TrainConfig
+    from pipeline.core.checkpoints import load_model
+    from pipeline.core.config import load_yaml
+    from pipeline.train.job import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE))
     shipped = load_model()

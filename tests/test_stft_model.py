@@ -10,7 +10,7 @@ from model import DiffGMM, DiffGMMConfig, LossConfig, diffgmm_loss
 from model.gmm import MixtureParams, complex_params_from_raw, mixture_mean, mixture_nll, mixture_sample
 from model.losses import multires_stft_loss
 from model.spectral import STFTConfig, istft, stft
-from pipeline.metrics import si_sdr_db
+from pipeline.quality.metrics import si_sdr_db
 from conftest import SMALL_STFT_CONFIG, TINY_CONFIG, noisy_tone
 
 SMALL_STFT = DiffGMMConfig(**SMALL_STFT_CONFIG)
@@ -128,8 +128,8 @@ def test_digital_silence_in_gives_digital_silence_out(config):
 
 
 def test_shipped_model_keeps_silence_silent_and_adds_no_noise_to_near_silence():
-    from pipeline.checkpoints import load_model
-    from pipeline.enhance import Enhancer
+    from pipeline.core.checkpoints import load_model
+    from pipeline.inference.enhance import Enhancer
 
     enhancer = Enhancer(load_model().model)
     assert np.array_equal(enhancer.enhance(np.zeros(40000, dtype=np.float32), 16000)[0], np.zeros(40000, dtype=np.float32))

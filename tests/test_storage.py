@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline import storage
+from pipeline.core import storage
 
 
 def test_local_writes_are_atomic_and_leave_no_temporary_files(tmp_path):

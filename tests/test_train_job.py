@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from pipeline.mixing import MixConfig, mix_at_snr, mix_example, snr_db
-from pipeline.train_job import DataConfig, OptimConfig, ScalingConfig, TrainConfig, run_train
+from pipeline.audio.mixing import MixConfig, mix_at_snr, mix_example, snr_db
+from pipeline.train.job import DataConfig, OptimConfig, ScalingConfig, TrainConfig, run_train
 from model import DiffGMMConfig
 from conftest import TINY_CONFIG
 
@@ -31,7 +31,7 @@ def test_mixing_hits_the_requested_snr_and_is_reproducible(rng):
 
 
 def _corpus(root, rng):
-    from pipeline.demo_data import noise_like, speech_like
+    from pipeline.audio.demo_data import noise_like, speech_like
 
     os.makedirs(f"{root}/clean"), os.makedirs(f"{root}/noise")
     for i in range(6):
@@ -42,9 +42,9 @@ def _corpus(root, rng):
 
 @pytest.mark.slow
 def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
-    from pipeline.checkpoints import export_checkpoint, load_model
-    from pipeline.denoise import DenoiseConfig, run_denoise
-    from pipeline.stages import ModelStageConfig
+    from pipeline.core.checkpoints import export_checkpoint, load_model
+    from pipeline.denoise.job import DenoiseConfig, run_denoise
+    from pipeline.inference.stages import ModelStageConfig
 
     root = str(tmp_path)
     _corpus(root, rng)
@@ -83,7 +83,7 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
 
 def test_training_loss_falls_on_a_fixed_batch():
     from model import DiffGMM, LossConfig
-    from pipeline.training import train_step
+    from pipeline.train.steps import train_step
 
     torch.manual_seed(0)
     model = DiffGMM(DiffGMMConfig(**TINY_CONFIG))

@@ -1,0 +1,1 @@
+"""Audio without a model: decode/encode/resample, windows, mixing, generated corpora."""

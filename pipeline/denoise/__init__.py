@@ -1,0 +1,1 @@
+"""The denoise job and the nightly job built on it."""

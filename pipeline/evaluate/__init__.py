@@ -1,0 +1,1 @@
+"""The evaluate job: every model on clean/noisy pairs."""

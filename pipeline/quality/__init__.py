@@ -1,0 +1,1 @@
+"""Measuring and baseline denoising: PESQ/STOI/SI-SDR, DNSMOS, classical and RNNoise baselines."""

@@ -1,0 +1,1 @@
+"""Queries over committed runs and the HTML report."""

@@ -1,0 +1,101 @@
+"""The named queries of ``diffgmm query``: what users ask first, as SQL over :mod:`pipeline.core.results` views.
+
+Each function returns SQL text (shown with ``--show-sql``, so a user can start
+their own query from it). Metric names are checked against the clip schema
+before they reach SQL.
+"""
+
+from __future__ import annotations
+
+from pipeline.core import schema as S
+
+# Reference metrics and reference-free figures a user can rank clips by, and
+# whether a higher value is better. gmm_nll: the model's own surprise at the
+# noise it removed (higher = less like anything it has seen).
+METRIC_DIRECTION: dict[str, bool] = {
+    S.PESQ_WB: True,
+    S.PESQ_NB: True,
+    S.SDR_DB: True,
+    S.SI_SDR_DB: True,
+    S.STOI: True,
+    S.REMOVED_NOISE_DB: True,
+    S.GMM_NLL: False,
+    **{name: True for name in S.DNSMOS_COLUMNS},
+    **{f"delta_{name}": True for name in S.DNSMOS_BASE},
+}
+# What `--compare` puts side by side.
+COMPARE_COLUMNS = (*S.QUALITY_COLUMNS, *S.DNSMOS_COLUMNS, S.REMOVED_NOISE_DB, S.GMM_NLL, S.OUTPUT_RMS_DBFS)
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRIC_DIRECTION:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRIC_DIRECTION)}")
+    return metric
+
+
+def worst(run_id: str, limit: int, metric: str) -> str:
+    """The ``limit`` worst ok clips of one run by ``metric`` (NaN/null metrics last)."""
+    metric = check_metric(metric)
+    order = "ASC" if METRIC_DIRECTION[metric] else "DESC"
+    context = [c for c in (S.DURATION_SECONDS, S.REMOVED_NOISE_DB, S.GMM_NLL, S.OUTPUT_KEY) if c != metric]
+    return (
+        f"SELECT {S.INPUT_KEY}, {metric}, {', '.join(context)}\n"
+        f"FROM clips WHERE {S.RUN_ID} = {_quote(run_id)} AND {S.STATUS} = '{S.STATUS_OK}' AND NOT isnan({metric})\n"
+        f"ORDER BY {metric} {order}, {S.INPUT_KEY} LIMIT {int(limit)}"
+    )
+
+
+def errors(run_id: str | None) -> str:
+    """Error rows counted by kind (the text before the first colon of ``error``), with one example each."""
+    where = f"{S.STATUS} <> '{S.STATUS_OK}'" + (f" AND {S.RUN_ID} = {_quote(run_id)}" if run_id else "")
+    source = "clips" if run_id else "latest"
+    return (
+        f"SELECT split_part({S.ERROR}, ':', 1) AS error_kind, count(*) AS clips, min({S.INPUT_KEY}) AS example_key,\n"
+        f"       min({S.ERROR}) AS example_error\n"
+        f"FROM {source} WHERE {where}\nGROUP BY error_kind ORDER BY clips DESC, error_kind"
+    )
+
+
+def compare(run_a: str, run_b: str) -> str:
+    """Per-clip values of every metric in both runs and their difference (B − A), on the inputs both have."""
+    cols = []
+    for m in COMPARE_COLUMNS:
+        cols += [f"a.{m} AS {m}_a", f"b.{m} AS {m}_b", f"b.{m} - a.{m} AS delta_{m}"]
+    return (
+        f"SELECT a.{S.INPUT_KEY}, a.{S.MODEL_ID} AS model_id_a, b.{S.MODEL_ID} AS model_id_b,\n       " + ",\n       ".join(cols) + "\n"
+        f"FROM (SELECT * FROM clips WHERE {S.RUN_ID} = {_quote(run_a)} AND {S.STATUS} = '{S.STATUS_OK}') a\n"
+        f"JOIN (SELECT * FROM clips WHERE {S.RUN_ID} = {_quote(run_b)} AND {S.STATUS} = '{S.STATUS_OK}') b USING ({S.INPUT_KEY})\n"
+        f"ORDER BY a.{S.INPUT_KEY}"
+    )
+
+
+def noise_profile(depth: int = 1) -> str:
+    """Per folder of the input keys (``latest``, first ``depth`` segments): clips, hours, mean removed
+    noise, mean ``gmm_nll`` and the mean mixture occupancy (π per component, a list).
+
+    Which mixture components dominate a folder tells which kinds of noise it
+    holds; components are the model's own and unnamed, so compare folders, not labels.
+    """
+    depth = int(depth)
+    folder = (
+        f"CASE WHEN len(string_split({S.INPUT_KEY}, '/')) > {depth} "
+        f"THEN array_to_string(string_split({S.INPUT_KEY}, '/')[1:{depth}], '/') ELSE '.' END"
+    )
+    return f"""WITH ok AS (
+    SELECT {folder} AS folder, * FROM latest WHERE {S.STATUS} = '{S.STATUS_OK}' AND {S.GMM_OCCUPANCY} IS NOT NULL
+), per_component AS (
+    SELECT folder, k, avg(w) AS occupancy FROM (
+        SELECT folder, unnest(range(1, len({S.GMM_OCCUPANCY}) + 1)) AS k, unnest({S.GMM_OCCUPANCY}) AS w FROM ok
+    ) GROUP BY folder, k
+), occupancy AS (
+    SELECT folder, list(round(occupancy, 4) ORDER BY k) AS mean_occupancy,
+           arg_max(k, occupancy) AS dominant_component FROM per_component GROUP BY folder
+)
+SELECT folder, count(*) AS clips, round(sum({S.DURATION_SECONDS}) / 3600, 4) AS audio_hours,
+       round(avg({S.REMOVED_NOISE_DB}), 2) AS mean_removed_noise_db, round(avg({S.GMM_NLL}), 3) AS mean_gmm_nll,
+       any_value(dominant_component) AS dominant_component, any_value(mean_occupancy) AS mean_occupancy
+FROM ok JOIN occupancy USING (folder) GROUP BY folder ORDER BY folder"""

@@ -1,0 +1,1 @@
+"""Training: the train step and validation, and the Ray Train / local executors."""

@@ -1,0 +1,101 @@
+"""Training steps, corpora loading and validation shared by every executor.
+
+The Ray Train job (:mod:`pipeline.train.job`) and the single-process loops
+(``bench/train_local.py``, ``bench/ablation.py``) call the same :func:`train_step` and :func:`validate`, so
+what is measured locally is what runs on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from pipeline.core import storage
+from pipeline.audio.codec import AUDIO_EXTENSIONS, AudioError, load_mono
+from pipeline.audio.mixing import MixConfig, holdout, mix_example, speaker_of
+
+log = logging.getLogger(__name__)
+
+
+def list_audio(uri: str, config: storage.StorageConfig | None = None) -> list[str]:
+    """Relative keys of the audio files under ``uri``, sorted."""
+    fs, root = storage.filesystem(uri, config)
+    found = fs.find(root)
+    keys = [storage.relative_key(uri, p, fs) for p in found if p.lower().endswith(AUDIO_EXTENSIONS)]
+    return sorted(keys)
+
+
+def load_corpus(
+    uri: str, sample_rate: int, keys: Iterable[str] | None = None, config: storage.StorageConfig | None = None
+) -> dict[str, np.ndarray]:
+    """{relative key: mono float32 signal} for ``keys`` (all audio under ``uri`` by default).
+
+    Undecodable files are skipped with a warning: a training corpus with one bad
+    file should still train.
+    """
+    out = {}
+    for key in keys if keys is not None else list_audio(uri, config):
+        try:
+            out[key] = load_mono(storage.join(uri, key), sample_rate, config)
+        except AudioError as exc:
+            log.warning("skipping %s: %s", key, exc)
+    return out
+
+
+def split_corpus(keys: list[str], fraction: float, by_speaker: bool) -> tuple[list[str], list[str]]:
+    """(train, held-out) keys; by speaker for speech so no voice is in both."""
+    held = [k for k in keys if holdout(speaker_of(k) if by_speaker else k, fraction)]
+    held_set = set(held)
+    return [k for k in keys if k not in held_set], held
+
+
+def validation_pairs(
+    clean: list[np.ndarray], noise: list[np.ndarray], config: MixConfig, count: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A fixed held-out set of (noisy, clean) pairs, the same every epoch."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(count):
+        noisy, target, _ = mix_example(clean[i % len(clean)], noise[rng.integers(len(noise))], config, rng)
+        pairs.append((noisy, target))
+    return pairs
+
+
+def train_step(model, optimizer, noisy, clean, loss_config, grad_clip: float = 5.0, autocast_dtype=None) -> dict[str, float]:
+    """One optimisation step on a batch (batch, samples) of tensors; returns the loss parts."""
+    import torch
+
+    from model import spec
+
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    device_type = noisy.device.type
+    with torch.autocast(device_type=device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        out = model(noisy)
+    # The loss runs in float32: log-sum-exps, STFT norms and SDRs need the range.
+    out.enhanced, out.final = out.enhanced.float(), out.final.float()
+    core = model.module if hasattr(model, "module") else model
+    loss, parts = spec(core.name).loss(out, clean, loss_config, core)
+    if not math.isfinite(parts["total"]):
+        raise FloatingPointError(f"non-finite loss {parts}")
+    loss.backward()
+    parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+    optimizer.step()
+    return parts
+
+
+def validate(enhancer, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> dict[str, float]:
+    """Mean PESQ-WB, SI-SDR and their input baselines over the validation pairs."""
+    from pipeline.quality.metrics import score_pesq, score_si_sdr
+
+    enhancer.model.eval()
+    rows = {"pesq_wb": [], "si_sdr_db": [], "input_pesq_wb": [], "input_si_sdr_db": []}
+    for noisy, clean in pairs:
+        enhanced, _ = enhancer.enhance(noisy, sample_rate)
+        for prefix, sig in (("", enhanced), ("input_", noisy)):
+            rows[prefix + "pesq_wb"].append(score_pesq(clean, sig, sample_rate, "wb").value)
+            rows[prefix + "si_sdr_db"].append(score_si_sdr(clean, sig, sample_rate).value)
+    return {k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in rows.items()}
