@@ -9,11 +9,10 @@ killed run keeps every row it flushed, and a rerun with the same run id skips
 those inputs (the datatrove way: completion recorded per piece of work, no
 global state to repair). At commit the chunks are compacted into
 ``clips/part-*.parquet``, the marker is written, then the chunks are removed.
-We chose this over Ray Data's job-level checkpointing (``CheckpointConfig``,
-not measured here), which covers datasets written by Ray Data's own sinks: our
-rows are consumed by the driver (it checks completeness and writes the
-marker), so per-chunk files cover both local and object-store outputs
-(docs/architecture.md).
+We chose this over Ray Data's job-level checkpointing (``CheckpointConfig``),
+measured side by side by ``bench/resume_compare.py``: in Ray 2.60 it is
+disabled when the driver consumes the rows (ours must, to check completeness
+and write the marker) and it does not filter in-memory inputs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
