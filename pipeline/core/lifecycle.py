@@ -115,7 +115,7 @@ class RunLifecycle:
         """Write the table files, then the marker (last), then drop the chunks; returns the marker written."""
         files = write_table_files(table, self.paths.clips_uri, self.schema, self.rows_per_file, self.storage)
         marker = {
-            "run_id": self.paths.run_uri.rsplit("/", 1)[-1],
+            "run_id": self.paths.run_uri.rsplit("/", 1)[-1],  # the job's own run_id in ``marker`` wins
             "kind": self.kind,
             "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             **marker,

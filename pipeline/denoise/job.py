@@ -188,6 +188,7 @@ def run_denoise(
     summary["resumed_rows"] = run.resumed_inputs
     summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)
     run.commit(done, {
+        "run_id": run_id,
         "model_id": loaded.model_id,
         "checkpoint_uri": loaded.uri,
         "manifest": "manifest.parquet",

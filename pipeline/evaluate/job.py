@@ -342,7 +342,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     summary.update({"run_id": run_id, "model_id": model_id, "model_ids": model_ids, "resumed_pairs": run.resumed_inputs,
                     "wall_seconds": time.perf_counter() - started})
     storage.write_bytes(storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage)
-    run.commit(table, {"model_id": model_id, "summary": summary, "config": to_dict(config) | {"run_id": run_id}})
+    run.commit(table, {"run_id": run_id, "model_id": model_id, "summary": summary, "config": to_dict(config) | {"run_id": run_id}})
     return {**summary, "run_uri": paths.run_uri}
 
 
