@@ -11,6 +11,19 @@ from pipeline.train.job import TrainConfig
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
 
+@pytest.mark.parametrize("recipe", sorted(p.name for p in CONFIGS.glob("train-*.yaml")))
+def test_every_training_recipe_loads(recipe):
+    config = load_yaml(TrainConfig, str(CONFIGS / recipe))
+    assert config.optim.total_steps > 0 and config.model_name in ("diffgmm", "aigd")
+
+
+def test_the_second_aigd_stage_starts_from_the_first_and_keeps_its_validation_set():
+    first = load_yaml(TrainConfig, str(CONFIGS / "train-aigd.yaml"))
+    second = load_yaml(TrainConfig, str(CONFIGS / "train-aigd-stage2.yaml"))
+    assert second.init_checkpoint_uri == f"{first.storage_path}/{first.name}/best.pt"
+    assert second.model == first.model and second.data == first.data and second.optim.seed != first.optim.seed
+
+
 def test_denoise_example_config_loads():
     config = load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"))
     assert config.actors.max_actors == 4 and config.model.enhance.window.window_seconds == 2.0
