@@ -43,10 +43,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pipeline.quality.baselines import BASELINES
     from pipeline.core.checkpoints import load_model
-    from pipeline.quality.dnsmos import DNSMOS, DNSMOSConfig
     from pipeline.inference.enhance import Enhancer
+    from pipeline.quality.baselines import BASELINES
+    from pipeline.quality.dnsmos import DNSMOS, DNSMOSConfig
     from pipeline.quality.metrics import score_pesq
 
     keys = sorted(p.name for p in Path(args.vbd, "noisy").glob("*.flac"))

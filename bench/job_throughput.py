@@ -140,11 +140,11 @@ def main() -> None:
 
     import ray
 
+    from pipeline.audio.windowing import WindowConfig
     from pipeline.denoise.job import DenoiseConfig, run_denoise
     from pipeline.inference.actors import ActorConfig
     from pipeline.inference.enhance import EnhanceConfig
     from pipeline.inference.stages import ModelStageConfig, WriteConfig
-    from pipeline.audio.windowing import WindowConfig
 
     enhance = EnhanceConfig(window=WindowConfig(args.window_seconds, min(0.25, args.window_seconds / 5)))
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 import soundfile as sf  # noqa: E402
 
-from pipeline.core.config import load_yaml  # noqa: E402
 from pipeline.audio.mixing import MixConfig  # noqa: E402
+from pipeline.core.config import load_yaml  # noqa: E402
 from pipeline.train.job import TrainConfig, corpus_keys  # noqa: E402
 from pipeline.train.steps import load_corpus, validation_pairs  # noqa: E402
 

@@ -94,8 +94,8 @@ def main() -> None:
     import pyarrow.parquet as pq
     import ray
 
-    from pipeline.core import schema as S
     from pipeline.audio.bad_inputs import EXTENSIONS, judge, write_corpus
+    from pipeline.core import schema as S
     from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
     from pipeline.inference.longform import StreamConfig
     from pipeline.inference.stages import ModelStageConfig

@@ -14,8 +14,8 @@ def run(args) -> int:
     import pyarrow.parquet as pq
 
     from jobs.denoise import print_summary
-    from pipeline.core import schema as S
     from pipeline.audio.demo_data import DemoConfig, write_demo_corpus
+    from pipeline.core import schema as S
     from pipeline.denoise.job import DenoiseConfig, run_denoise
 
     root = os.path.abspath(args.workdir)

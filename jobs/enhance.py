@@ -10,8 +10,8 @@ log = logging.getLogger(__name__)
 
 
 def run(args) -> int:
-    from pipeline.core import storage
     from pipeline.audio.codec import AudioError, decode, encode
+    from pipeline.core import storage
     from pipeline.core.checkpoints import load_model
     from pipeline.inference.enhance import EnhanceConfig, Enhancer
 

@@ -9,8 +9,8 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from pipeline.core import storage
-    from pipeline.reporting.report import ReportConfig, build_report, report_steps
     from pipeline.core.results import Results
+    from pipeline.reporting.report import ReportConfig, build_report, report_steps
 
     storage_config = storage.StorageConfig(endpoint_url=args.endpoint_url)
     results = Results(args.output_uri, storage_config)

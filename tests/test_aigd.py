@@ -198,8 +198,8 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
     import pyarrow.parquet as pq
     import soundfile as sf
 
-    from pipeline.core import schema as S
     from pipeline.audio.demo_data import generate_pair
+    from pipeline.core import schema as S
     from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
     from pipeline.evaluate.job import EvaluateConfig, run_evaluate
     from pipeline.inference.stages import ModelStageConfig

@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.core import schema as S
-from pipeline.audio.codec import decode
 from pipeline.audio.bad_inputs import EXTENSIONS, cases, judge, write_corpus
+from pipeline.audio.codec import decode
+from pipeline.core import schema as S
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.inference.longform import StreamConfig
 from pipeline.inference.stages import ModelStageConfig

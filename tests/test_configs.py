@@ -67,8 +67,8 @@ def test_automatic_actor_pool_never_exceeds_the_input_blocks():
 
 
 def test_actor_settings_are_checked_for_every_job_that_wires_the_model():
-    from pipeline.inference.actors import ActorConfig
     from pipeline.evaluate.job import EvaluateConfig
+    from pipeline.inference.actors import ActorConfig
 
     with pytest.raises(ValueError, match="use_gpu"):
         ActorConfig(use_gpu="maybe")

@@ -134,8 +134,8 @@ def test_s3_job_through_s3fs_and_pyarrow(ray_local, s3_bucket, tmp_path, tiny_ch
     import boto3
     import pyarrow.fs as pafs
 
-    from pipeline.inference.longform import StreamConfig
     from pipeline.core.storage import StorageConfig
+    from pipeline.inference.longform import StreamConfig
 
     endpoint, bucket = s3_bucket
     root = str(tmp_path / "corpus")
@@ -250,8 +250,8 @@ def test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix(ray_local, s3_
 
     import boto3
 
-    from pipeline.core.storage import StorageConfig
     from pipeline.audio.demo_data import generate_pair
+    from pipeline.core.storage import StorageConfig
 
     endpoint, bucket = s3_bucket
     client = boto3.client("s3", endpoint_url=endpoint)

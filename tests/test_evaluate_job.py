@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.core import schema as S
 from pipeline.audio.demo_data import generate_pair
+from pipeline.core import schema as S
 from pipeline.evaluate.job import EvaluateConfig, run_evaluate
 from pipeline.inference.stages import ModelStageConfig
 

@@ -7,10 +7,10 @@ import pytest
 import soundfile as sf
 
 from pipeline.audio.codec import StreamResampler, resample, resampled_length, to_channels
+from pipeline.audio.windowing import WindowConfig
+from pipeline.core.storage import StorageConfig
 from pipeline.inference.enhance import EnhanceConfig, Enhancer
 from pipeline.inference.longform import LongFileWriter, StreamConfig, probe
-from pipeline.core.storage import StorageConfig
-from pipeline.audio.windowing import WindowConfig
 from tests.conftest import TINY_CONFIG
 
 

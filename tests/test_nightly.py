@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.core import schema as S
 from pipeline.audio.demo_data import generate_pair
-from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+from pipeline.core import schema as S
 from pipeline.core.ledger import LEDGER_KEY, Ledger
+from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.denoise.nightly import NightlyConfig, nightly_run_id, run_nightly
 from pipeline.inference.stages import ModelStageConfig
 

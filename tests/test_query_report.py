@@ -16,10 +16,10 @@ import pytest
 
 from jobs.cli import main
 from pipeline.core import schema as S
-from pipeline.denoise.job import DenoiseConfig, run_denoise
-from pipeline.inference.longform import StreamConfig
 from pipeline.core.results import Results
 from pipeline.core.runs import RunPaths
+from pipeline.denoise.job import DenoiseConfig, run_denoise
+from pipeline.inference.longform import StreamConfig
 from pipeline.inference.stages import ModelStageConfig, WriteConfig
 from conftest import TINY_CONFIG, make_corpus
 

@@ -63,10 +63,10 @@ def test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log(r
     import soundfile as sf
 
     from pipeline.audio.demo_data import generate_pair
-    from pipeline.denoise.job import DenoiseConfig, run_denoise
-    from pipeline.inference.stages import ModelStageConfig
     from pipeline.core.runs import read_parquet
     from pipeline.core.storage import StorageConfig
+    from pipeline.denoise.job import DenoiseConfig, run_denoise
+    from pipeline.inference.stages import ModelStageConfig
 
     endpoint, bucket = s3_bucket
     secret = f"Planted{uuid.uuid4().hex}"

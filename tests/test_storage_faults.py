@@ -18,13 +18,13 @@ import pytest
 import soundfile as sf
 
 from fault_proxy import Fault, FaultProxy
+from pipeline.audio.demo_data import generate_pair
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.audio.demo_data import generate_pair
-from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.core.ledger import Ledger
-from pipeline.denoise.nightly import NightlyConfig, run_nightly
 from pipeline.core.runs import read_parquet, write_parquet
+from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+from pipeline.denoise.nightly import NightlyConfig, run_nightly
 from pipeline.inference.stages import ModelStageConfig
 
 # Short waits so a test that exhausts its retries stays quick; the defaults are longer.

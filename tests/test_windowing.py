@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.inference.enhance import EnhanceConfig, Enhancer
 from pipeline.audio.windowing import WindowConfig, crossfade_weight, frame, num_windows, overlap_add
+from pipeline.inference.enhance import EnhanceConfig, Enhancer
 from tests.conftest import IdentityModel
 
 

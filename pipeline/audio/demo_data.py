@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.core import storage
 from pipeline.audio.codec import encode
 from pipeline.audio.mixing import mix_at_snr
+from pipeline.core import storage
 
 log = logging.getLogger(__name__)
 

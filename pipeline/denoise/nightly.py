@@ -35,10 +35,10 @@ import pyarrow as pa
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.config import to_dict
-from pipeline.denoise.job import DenoiseConfig, run_denoise
 from pipeline.core.ledger import Ledger, identity
 from pipeline.core.results import KIND_NIGHTLY
 from pipeline.core.runs import RunPaths, read_commit
+from pipeline.denoise.job import DenoiseConfig, run_denoise
 from pipeline.inference.stages import is_content_error
 
 log = logging.getLogger(__name__)

@@ -21,18 +21,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from pipeline.audio.codec import load_mono
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.audio.codec import load_mono
-from pipeline.quality.baselines import BASELINES
 from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
 from pipeline.core.config import to_dict
-from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.runs import RunPaths, default_run_id, init_ray, split_blocks
+from pipeline.inference.actors import ActorConfig, map_model
+from pipeline.inference.stages import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, ModelStageConfig, error_text, pack_audio, unpack_audio
+from pipeline.quality.baselines import BASELINES
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns
 from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, score_all
-from pipeline.inference.stages import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, ModelStageConfig, error_text, pack_audio, unpack_audio
 
 log = logging.getLogger(__name__)
 

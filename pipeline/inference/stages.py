@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from pipeline.audio.codec import AUDIO_ERROR_KINDS, AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.redact import redact
-from pipeline.audio.codec import AUDIO_ERROR_KINDS, AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
 from pipeline.inference.enhance import EnhanceConfig, mean_stats
 from pipeline.inference.longform import LongFileWriter, StreamConfig, probe
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns

@@ -186,8 +186,8 @@ def dnsmos_columns(noisy: np.ndarray, enhanced: list[np.ndarray], sample_rate: i
     are scored in one batch. Returns one dict per output: the output's scores,
     the input's (``input_``) and their differences (``delta_``).
     """
-    from pipeline.core import schema as S
     from pipeline.audio.codec import resample
+    from pipeline.core import schema as S
 
     signals = [resample(np.asarray(s, dtype=np.float32), sample_rate, SAMPLE_RATE) for s in (noisy, *enhanced)]
     scores = shared_scorer(config).score(signals)

@@ -21,8 +21,8 @@ import pyarrow as pa
 
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.reporting.queries import METRIC_DIRECTION
 from pipeline.core.results import Results, Run
+from pipeline.reporting.queries import METRIC_DIRECTION
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core import storage
 from pipeline.audio.mixing import MixConfig, indexed_example
+from pipeline.core import storage
 
 log = logging.getLogger(__name__)
 

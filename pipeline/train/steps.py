@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline.core import storage
 from pipeline.audio.codec import AUDIO_EXTENSIONS, AudioError, load_mono
 from pipeline.audio.mixing import MixConfig, holdout, mix_example, speaker_of
+from pipeline.core import storage
 
 log = logging.getLogger(__name__)
 
