@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.core.lifecycle import RunLifecycle, column
-from pipeline.core.runs import RunPaths
 from pipeline.core.storage import StorageConfig
 
 SCHEMA = pa.schema([pa.field("input_key", pa.string()), pa.field("model", pa.string()), pa.field("value", pa.float64())])
@@ -24,7 +23,7 @@ def _rows(keys: list[str], models=("a",), value: float = 1.0) -> pa.Table:
 
 
 def _run(tmp_path, **kw) -> RunLifecycle:
-    return RunLifecycle(RunPaths.of(str(tmp_path), "r1"), SCHEMA, StorageConfig(), "test", flush_rows=2, **kw)
+    return RunLifecycle(str(tmp_path), "r1", SCHEMA, StorageConfig(), "test", flush_rows=2, **kw)
 
 
 def test_a_rerun_processes_only_what_is_not_durable_and_commits_each_input_once(tmp_path):

@@ -3,7 +3,7 @@
 A job declares what is its own (its manifest, the stages that turn inputs into
 rows, its table schema, its summary) and hands the rest to :class:`RunLifecycle`::
 
-    run = RunLifecycle(RunPaths.of(output_uri, run_id), S.CLIP_SCHEMA, storage_config, kind="denoise")
+    run = RunLifecycle(output_uri, run_id, S.CLIP_SCHEMA, storage_config, kind="denoise")
     if (marker := run.committed()) is not None:
         return marker["summary"]                    # a committed run is never redone
     todo = run.start(manifest)                      # only what is not durable yet
@@ -25,7 +25,7 @@ import collections
 import contextlib
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -51,7 +51,8 @@ class RunLifecycle:
     become durable together.
     """
 
-    paths: RunPaths
+    output_uri: str
+    run_id: str
     schema: pa.Schema
     storage: storage.StorageConfig
     kind: str
@@ -62,6 +63,10 @@ class RunLifecycle:
     flush_rows: int = 64
     flush_seconds: float = 30.0
     resumed_inputs: int = 0
+    paths: RunPaths = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.paths = RunPaths.of(self.output_uri, self.run_id)
 
     def committed(self) -> dict | None:
         """The commit marker, when this run id is already committed."""
@@ -115,7 +120,7 @@ class RunLifecycle:
         """Write the table files, then the marker (last), then drop the chunks; returns the marker written."""
         files = write_table_files(table, self.paths.clips_uri, self.schema, self.rows_per_file, self.storage)
         marker = {
-            "run_id": self.paths.run_uri.rsplit("/", 1)[-1],  # the job's own run_id in ``marker`` wins
+            "run_id": self.run_id,
             "kind": self.kind,
             "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             **marker,

@@ -152,9 +152,9 @@ def run_denoise(
     from pipeline.core.manifest import list_inputs
 
     run_id = config.run_id or default_run_id()
-    paths = RunPaths.of(config.output_uri, run_id)
-    run = RunLifecycle(paths, S.CLIP_SCHEMA, config.storage, kind, rows_per_file=config.rows_per_file,
+    run = RunLifecycle(config.output_uri, run_id, S.CLIP_SCHEMA, config.storage, kind, rows_per_file=config.rows_per_file,
                        flush_rows=config.flush_rows, flush_seconds=config.flush_seconds)
+    paths = run.paths
     committed = run.committed()
     if committed is not None:
         log.info("run %s is already committed at %s; nothing to do", run_id, paths.commit_uri)
@@ -188,7 +188,6 @@ def run_denoise(
     summary["resumed_rows"] = run.resumed_inputs
     summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)
     run.commit(done, {
-        "run_id": run_id,
         "model_id": loaded.model_id,
         "checkpoint_uri": loaded.uri,
         "manifest": "manifest.parquet",

@@ -27,7 +27,7 @@ from pipeline.core import storage
 from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
 from pipeline.core.config import to_dict
 from pipeline.core.lifecycle import RunLifecycle
-from pipeline.core.runs import RunPaths, default_run_id, init_ray, split_blocks
+from pipeline.core.runs import default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.inference.stages import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, ModelStageConfig, error_text, pack_audio, unpack_audio
 from pipeline.quality.baselines import BASELINES
@@ -308,9 +308,9 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     from pipeline.core.checkpoints import load_model
 
     run_id = config.run_id or default_run_id()
-    paths = RunPaths.of(config.output_uri, run_id)
-    run = RunLifecycle(paths, S.EVAL_SCHEMA, config.storage, "evaluate", input_keys=pair_keys, row_keys=pair_keys,
+    run = RunLifecycle(config.output_uri, run_id, S.EVAL_SCHEMA, config.storage, "evaluate", input_keys=pair_keys, row_keys=pair_keys,
                        rows_per_input=len(config.models), rows_per_file=1_000_000)
+    paths = run.paths
     committed = run.committed()
     if committed is not None:
         return {**committed["summary"], "run_id": run_id, "already_committed": True, "run_uri": paths.run_uri}
@@ -342,7 +342,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     summary.update({"run_id": run_id, "model_id": model_id, "model_ids": model_ids, "resumed_pairs": run.resumed_inputs,
                     "wall_seconds": time.perf_counter() - started})
     storage.write_bytes(storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage)
-    run.commit(table, {"run_id": run_id, "model_id": model_id, "summary": summary, "config": to_dict(config) | {"run_id": run_id}})
+    run.commit(table, {"model_id": model_id, "summary": summary, "config": to_dict(config) | {"run_id": run_id}})
     return {**summary, "run_uri": paths.run_uri}
 
 
