@@ -50,8 +50,17 @@ def _denoise_flags(p: argparse.ArgumentParser, run_id_help: str) -> None:
     p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
     p.add_argument("--output", dest="output_uri", help="output prefix (a nightly ledger lives under it)")
     p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
-    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
+    _model_flag(p)
     p.add_argument("--run-id", help=run_id_help)
+
+
+def _model_flag(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--checkpoint`` are one flag: a shipped family by name or any checkpoint file."""
+    from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS  # a light module: --help stays instant
+
+    names = ", ".join(SHIPPED_CHECKPOINTS)
+    p.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="MODEL",
+                   help=f"a shipped model by name ({names}; default diffgmm) or a checkpoint path or URI")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -71,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="denoise local files in this process (no Ray)")
     p.add_argument("inputs", nargs="+", help="audio files")
     p.add_argument("--output-dir", required=True)
-    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
+    _model_flag(p)
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("denoise", help="the batch job: a prefix of noisy audio → denoised audio + per-clip Parquet")
@@ -90,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noisy", dest="noisy_uri", help="noisy prefix (keys match the clean prefix)")
     p.add_argument("--pairs", dest="pairs_uri", help="CSV or Parquet manifest with clean_uri,noisy_uri columns")
     p.add_argument("--output", dest="output_uri", help="where the table and summary go")
-    p.add_argument("--checkpoint", help="checkpoint path or URI, or a shipped model by name: diffgmm (default), aigd")
+    _model_flag(p)
     p.add_argument("--models", help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
                    "rnnoise,noisy,spectral_gating,wiener (baselines)")
     p.add_argument("--run-id")
@@ -109,9 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     named.add_argument("--worst", type=int, metavar="N", help="the N worst clips of a run (--run-id, default the newest) by --metric")
     named.add_argument("--errors", action="store_true", help="error rows counted by kind (latest results, or --run-id)")
     named.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="per-clip metrics of two runs and B − A")
+    named.add_argument("--model-stats", action="store_true",
+                       help="each model's own per-clip stats (gmm_nll, image_ssim, …) of a run (--run-id, default the newest denoise run)")
     named.add_argument("--noise-profile", action="store_true", help="mean mixture occupancy and removed noise per folder")
     p.add_argument("--metric", default="pesq_wb", help="with --worst (default pesq_wb; e.g. dnsmos_ovrl, removed_noise_db, gmm_nll)")
-    p.add_argument("--run-id", help="with --worst/--errors: which run")
+    p.add_argument("--run-id", help="with --worst/--errors/--model-stats: which run")
     p.add_argument("--depth", type=int, default=1, help="with --noise-profile: key segments that make a folder")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     p.add_argument("--out", help="write to this file or URI instead of stdout")

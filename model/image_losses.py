@@ -12,6 +12,11 @@ L = α·(CL2 + L_S) + (1 − α)·L_SDR  (Eq. 31, α = 0.5 in the paper), with
   the loss ≥ 0, and examples already above it stop pulling. We divide it by
   ``sdr_scale_db`` (default: the bound) so the three terms share an order of
   magnitude; the paper leaves the units open.
+
+Not in the paper: ``mag_weight`` adds a magnitude term to the image loss, the
+mean squared difference of |generated| and |clean| (phase-blind, on the
+power-law compressed images), as speech-enhancement GANs such as CMGAN weigh
+it. 0 (the default) is the paper's loss.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ class AIGDLossConfig:
     alpha: float = 0.5
     l2_weight: float = 1.0
     ssim_weight: float = 1.0
+    mag_weight: float = 0.0
     sdr_upper_db: float = 30.0
     sdr_scale_db: float = 30.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if min(self.l2_weight, self.ssim_weight) < 0:
+        if min(self.l2_weight, self.ssim_weight, self.mag_weight) < 0:
             raise ValueError("loss weights must be >= 0")
         if self.sdr_scale_db <= 0:
             raise ValueError(f"sdr_scale_db must be > 0, got {self.sdr_scale_db}")
@@ -92,8 +98,9 @@ def aigd_loss(out, clean: torch.Tensor, config: AIGDLossConfig) -> tuple[torch.T
     l2 = (out.image_out - target_image).abs().square().mean()
     ssim_loss = (1.0 - complex_ssim(out.image_out, target_image)).mean()
     sdr = bounded_sdr_loss(out.final, target, config.sdr_upper_db).mean()
-    image = config.l2_weight * l2 + config.ssim_weight * ssim_loss
+    mag = (out.image_out.abs() - target_image.abs()).square().mean()
+    image = config.l2_weight * l2 + config.ssim_weight * ssim_loss + config.mag_weight * mag
     total = config.alpha * image + (1.0 - config.alpha) * sdr / config.sdr_scale_db
-    parts = {"cl2": float(l2.detach()), "ssim_loss": float(ssim_loss.detach()), "sdr_loss_db": float(sdr.detach()),
-             "total": float(total.detach())}
+    parts = {"cl2": float(l2.detach()), "ssim_loss": float(ssim_loss.detach()), "mag": float(mag.detach()),
+             "sdr_loss_db": float(sdr.detach()), "total": float(total.detach())}
     return total, parts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,28 @@ def test_sdr_loss_is_bounded_at_the_upper_constant():
     at_60_db = clean + noise * clean.norm() / noise.norm() * 1e-3
     assert float(bounded_sdr_loss(at_60_db, clean, 30.0)[0]) == 0.0
     assert float(bounded_sdr_loss(clean, clean, 30.0)[0]) == 0.0
+
+
+def test_magnitude_term_is_phase_blind_and_matches_a_direct_computation():
+    import dataclasses
+
+    torch.manual_seed(0)
+    clean = torch.randn(2, 8000)
+    out = AIGD(AIGDConfig(**TINY_AIGD))(clean + 0.1 * torch.randn(2, 8000))
+    target = out.image_of(clean / out.scale)
+    only_mag = AIGDLossConfig(alpha=1.0, l2_weight=0.0, ssim_weight=0.0, mag_weight=1.0)
+    # Every pixel's phase turned at random: the complex L2 sees it, the magnitude term does not.
+    turned = dataclasses.replace(out, image_out=target * torch.exp(1j * 2 * math.pi * torch.rand(target.shape)))
+    total, parts = aigd_loss(turned, clean, only_mag)
+    assert float(total) == pytest.approx(0.0, abs=1e-6) and parts["cl2"] > 0.1
+    # 10 % louder everywhere: (0.1·|I|)² on average.
+    louder = dataclasses.replace(out, image_out=1.1 * target)
+    total, _ = aigd_loss(louder, clean, only_mag)
+    assert float(total) == pytest.approx(float((0.1 * target.abs()).square().mean()), rel=1e-4)
+    # The paper's loss (mag_weight 0) is unchanged by the new term.
+    paper, _ = aigd_loss(louder, clean, AIGDLossConfig())
+    with_mag, _ = aigd_loss(louder, clean, AIGDLossConfig(mag_weight=2.0))
+    assert float(with_mag - paper) == pytest.approx(0.5 * 2.0 * float(total), rel=1e-4)
 
 
 @pytest.mark.parametrize("length", [1, 300, 777, 16001])
@@ -192,7 +215,8 @@ def tiny_aigd_checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_path, tiny_aigd_checkpoint, tiny_checkpoint):
+def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_path, tiny_aigd_checkpoint, tiny_checkpoint, capsys):
+    import json
     import os
 
     import pyarrow.parquet as pq
@@ -229,6 +253,17 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
         out, rate = sf.read(f"{root}/out/runs/a1/audio/{key}")
         assert rate == 16000 and len(out) == len(sf.read(f"{root}/noisy/{key}")[0])
 
+    # The report of the AIGD run shows its own stat beside each clip (and draws its distribution).
+    from jobs.cli import main
+    from pipeline.reporting.report import model_stat_values
+
+    assert main(["report", f"{root}/out", "--out", f"{root}/report.html", "--clips", "1", "--excerpt-seconds", "1"]) == 0
+    page = open(f"{root}/report.html", encoding="utf-8").read()
+    facts = re.findall(r'<p class="facts">(.*?)</p>', page)
+    assert len(facts) == 2 and all("image_ssim 0." in f and "gmm_nll" not in f for f in facts), facts  # one worst, one best
+    table = pq.read_table(RunPaths.of(f"{root}/out", "a1").clips_uri)
+    assert list(model_stat_values(table)) == ["image_ssim"] and len(model_stat_values(table)["image_ssim"]) == 2
+
     # Two neural models and a baseline in one evaluation table, each with its own model id and stats.
     models = ("diffgmm", f"small_aigd={tiny_aigd_checkpoint}", "noisy")
     evaluation = EvaluateConfig(clean_uri=f"{root}/clean", noisy_uri=f"{root}/noisy", output_uri=f"{root}/eval", run_id="e1",
@@ -246,6 +281,14 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
     by_model = ok.pivot(index=S.NOISY_KEY, columns=S.MODEL, values="si_sdr_db")
     assert (by_model["diffgmm"] - by_model["small_aigd"]).abs().max() > 1e-3
     assert set(summary["model_ids"]) == {"diffgmm", "small_aigd"}
+
+    # `diffgmm query --model-stats` on the evaluation: each label's own stats, nothing crossed.
+    capsys.readouterr()
+    assert main(["query", f"{root}/eval", "--model-stats", "--run-id", "e1", "--format", "json"]) == 0
+    stats = {(s[S.MODEL], s["stat"]): s for s in json.loads(capsys.readouterr().out)}
+    assert {m for m, _ in stats} == {"diffgmm", "small_aigd"} and ("small_aigd", "gmm_nll") not in stats
+    assert stats[("small_aigd", "image_ssim")]["mean"] == pytest.approx(np.mean([m["image_ssim"] for m in aigd_stats]))
+    assert stats[("diffgmm", "gmm_nll")]["clips"] == 2
 
 
 def test_unknown_evaluation_model_names_the_choices():
@@ -278,3 +321,13 @@ def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
     assert shipped.model.name == "aigd" and shipped.model.config == load_yaml(TrainConfig, str(RECIPE)).model
     assert shipped.metadata["recipe"].endswith("jobs/configs/train-aigd.yaml") and shipped.metadata["step"] > 0
     assert Path(shipped.uri).stat().st_size < 20e6
+
+
+@pytest.mark.parametrize("command", ["denoise", "nightly", "evaluate", "enhance"])
+def test_every_job_picks_a_model_by_name_with_model_or_checkpoint(command):
+    from jobs.cli import build_parser
+
+    head = {"enhance": ["enhance", "x.wav", "--output-dir", "o"]}.get(command, [command])
+    for flag in ("--model", "--checkpoint"):
+        args = build_parser().parse_args([*head, flag, "aigd"])
+        assert args.checkpoint == "aigd", (command, flag)

@@ -105,6 +105,14 @@ def test_errors_compare_and_noise_profile(two_runs, capsys):
                 assert c[f"delta_{m}"] == pytest.approx(b[key][m] - a[key][m])
     assert any(abs(c["delta_removed_noise_db"]) > 1e-6 for c in compared)  # two different models
 
+    # The model_stats map, unnested per stat: matches the Parquet, for whichever keys the family wrote.
+    stats = json.loads(_query(capsys, out, "--model-stats", "--run-id", "night-1", "--format", "json"))
+    ok1 = [dict(r[S.MODEL_STATS]) for r in tables["night-1"] if r[S.STATUS] == "ok"]
+    assert {s["stat"] for s in stats} == set().union(*ok1) and "gmm_nll" in {s["stat"] for s in stats}
+    for s in stats:
+        values = [m[s["stat"]] for m in ok1 if s["stat"] in m]
+        assert s["clips"] == len(values) and s["mean"] == pytest.approx(np.mean(values)) and s["max"] == pytest.approx(max(values))
+
     profile = json.loads(_query(capsys, out, "--noise-profile", "--format", "json"))
     ok_latest = [r for r in tables["night-2"] if r[S.STATUS] == "ok"]
     by_folder = collections.Counter(r[S.INPUT_KEY].split("/")[0] if "/" in r[S.INPUT_KEY] else "." for r in ok_latest)

@@ -62,7 +62,9 @@ def load_checkpoint_dict(uri: str, config: storage.StorageConfig | None = None) 
     try:
         data = storage.read_bytes(uri, config)
     except FileNotFoundError as exc:
-        raise CheckpointError(f"checkpoint {uri}: file not found") from exc
+        # A bare word is most likely a mistyped model name rather than a file in the working directory.
+        hint = f" and not a shipped model ({', '.join(SHIPPED_CHECKPOINTS)})" if "/" not in uri else ""
+        raise CheckpointError(f"checkpoint {uri}: file not found{hint}") from exc
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or unsafe pickles

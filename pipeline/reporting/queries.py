@@ -73,6 +73,22 @@ def compare(run_a: str, run_b: str) -> str:
     )
 
 
+def model_stats(run_id: str, source: str = "clips") -> str:
+    """Every per-clip model stat of one run (the ``model_stats`` map: DiffGMM's gmm_nll and occupancies,
+    AIGD's image_ssim, …): clips, mean, min and max per model and stat. ``source``: clips or evals
+    (an evaluation groups by its model labels, a denoise run by model id)."""
+    if source not in ("clips", "evals"):
+        raise ValueError(f"source must be clips or evals, got {source!r}")
+    group = S.MODEL if source == "evals" else S.MODEL_ID
+    return (
+        f"SELECT {group}, entry.key AS stat, count(*) AS clips, avg(entry.value) AS mean,\n"
+        f"       min(entry.value) AS min, max(entry.value) AS max\n"
+        f"FROM (SELECT {group}, unnest(map_entries({S.MODEL_STATS})) AS entry FROM {source}\n"
+        f"      WHERE {S.RUN_ID} = {_quote(run_id)} AND {S.STATUS} = '{S.STATUS_OK}')\n"
+        f"GROUP BY {group}, stat ORDER BY {group}, stat"
+    )
+
+
 def noise_profile(depth: int = 1) -> str:
     """Per folder of the input keys (``latest``, first ``depth`` segments): clips, hours, mean removed
     noise, mean ``gmm_nll`` and the mean mixture occupancy (π per component, a list).

@@ -84,6 +84,24 @@ def _wav_uri(signal: np.ndarray, rate: int) -> str:
     return "data:audio/wav;base64," + base64.b64encode(encode(np.clip(signal, -1, 1), rate, "WAV", "PCM_16")).decode()
 
 
+def own_model_stats(stats: list[tuple[str, float]] | None) -> list[tuple[str, float]]:
+    """The entries of one row's ``model_stats`` map that have no column of their own (AIGD's image_ssim, …).
+
+    DiffGMM's gmm_nll has its column; its per-component occupancies are a profile,
+    not a per-clip figure, so they are left to ``diffgmm query --noise-profile``.
+    """
+    return [(name, value) for name, value in stats or () if name != S.GMM_NLL and not name.startswith(S.GMM_OCCUPANCY)]
+
+
+def model_stat_values(table: pa.Table) -> dict[str, np.ndarray]:
+    """Finite values of each model stat of :func:`own_model_stats` over the table's rows, by name."""
+    values: dict[str, list[float]] = {}
+    for stats in table.column(S.MODEL_STATS).to_pylist():
+        for name, value in own_model_stats(stats):
+            values.setdefault(name, []).append(value)
+    return {name: arr for name, v in sorted(values.items()) if len(arr := _finite(v))}
+
+
 def distribution_figure(table: pa.Table) -> str | None:
     """Histograms of every metric the run has values for, input and output overlaid where both exist."""
     import matplotlib
@@ -96,6 +114,8 @@ def distribution_figure(table: pa.Table) -> str | None:
         out = _finite(table.column(out_col).to_pylist())
         if len(out):
             panels.append((label, out, _finite(table.column(in_col).to_pylist()) if in_col else None))
+    for name, values in model_stat_values(table).items():
+        panels.append((f"{name} (model stat)", values, None))
     if not panels:
         return None
     cols = 3
@@ -207,10 +227,8 @@ def clip_section(run: Run, row: dict, metric: str, config: ReportConfig, storage
 
     run_config = run.marker.get("config", {})
     title = f"{row[S.INPUT_KEY]} · {metric} {_fmt(row[metric])}"
-    facts = " · ".join(
-        f"{name} {_fmt(row[name], 2)}" for name in (S.PESQ_WB, S.SI_SDR_DB, S.STOI, S.DNSMOS_OVRL, S.REMOVED_NOISE_DB, S.GMM_NLL)
-        if _ok(row.get(name))
-    )
+    named = [(name, row.get(name)) for name in (S.PESQ_WB, S.SI_SDR_DB, S.STOI, S.DNSMOS_OVRL, S.REMOVED_NOISE_DB, S.GMM_NLL)]
+    facts = " · ".join(f"{name} {_fmt(value, 2)}" for name, value in named + own_model_stats(row.get(S.MODEL_STATS)) if _ok(value))
     try:
         noisy, rate = read_excerpt(storage.join(run_config["input_uri"], row[S.INPUT_KEY]), config.excerpt_seconds, storage_config)
         enhanced, out_rate = read_excerpt(storage.join(run.uri, "audio", row[S.OUTPUT_KEY]), config.excerpt_seconds, storage_config)
@@ -338,8 +356,8 @@ def build_report(
     parts.append("<h2>Distributions</h2>")
     parts.append(f'<img alt="metric distributions" src="{figure}">' if figure else "<p>No metric has values in this run.</p>")
     parts.append('<p class="caveat">PESQ, SI-SDR and STOI need a clean reference (null otherwise). DNSMOS estimates a listener '
-                 "score without one, but rewards removing noise even at the cost of speech; removed noise and gmm_nll describe "
-                 "what the model did, not how good it sounds. No single column is “quality”.</p>")
+                 "score without one, but rewards removing noise even at the cost of speech; removed noise and the model's own stats (gmm_nll, "
+                 "image_ssim, …) describe what the model did, not how good it sounds. No single column is “quality”.</p>")
     metric = ranking_metric(table)
     if metric and config.clips:
         worst, best = pick_clips(table, metric, config.clips)
