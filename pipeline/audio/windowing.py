@@ -1,7 +1,11 @@
 """Fixed-length windows and their weighted overlap-add.
 
 A clip of any length is cut into windows of ``window`` samples every ``hop``
-samples (the last one zero-padded), so a model sees fixed shapes. Windows are
+samples, so a model sees fixed shapes. A window that runs past the clip's end
+is filled by reflecting its own samples (``pad_mode`` "reflect", the default)
+or with zeros ("zeros"): a model never trained on digital silence after a cut
+turns the step into a broadband burst at the end of every clip, which the
+reflection avoids (measured in docs/model.md). The filled part is discarded. Windows are
 put back with a weighted overlap-add normalised by the summed weights:
 out[t] = Σ_i w_i[t]·ŷ_i[t] / Σ_i w_i[t]. The weight is flat with raised-cosine
 ramps over the overlap, strictly positive everywhere, so an identity model
@@ -50,12 +54,36 @@ def num_windows(length: int, window: int, hop: int) -> int:
     return 1 + -(-(length - window) // hop)
 
 
-def frame(signal: np.ndarray, window: int, hop: int) -> np.ndarray:
-    """(samples,) float32 → (num_windows, window) float32, zero-padded at the end."""
-    n = num_windows(len(signal), window, hop)
-    padded = np.zeros((n - 1) * hop + window, dtype=np.float32)
-    padded[: len(signal)] = signal
-    return np.lib.stride_tricks.sliding_window_view(padded, window)[::hop].copy()
+PAD_MODES = ("reflect", "zeros")
+
+
+def fill_window(segment: np.ndarray, window: int, pad_mode: str = "reflect") -> np.ndarray:
+    """(≤ window,) float32 → (window,) float32: ``segment`` then its filling (see the module docstring).
+
+    Reflection repeats as often as needed (a 1-sample segment repeats its sample);
+    an empty segment gives zeros. The streaming path fills its last window with
+    this same function, so both paths give the same samples.
+    """
+    segment = np.asarray(segment, dtype=np.float32)
+    missing = window - len(segment)
+    if missing <= 0:
+        return segment[:window]
+    if pad_mode == "zeros" or not len(segment):
+        return np.concatenate([segment, np.zeros(missing, dtype=np.float32)])
+    return np.pad(segment, (0, missing), mode="reflect" if len(segment) > 1 else "edge")
+
+
+def frame(signal: np.ndarray, window: int, hop: int, pad_mode: str = "reflect") -> np.ndarray:
+    """(samples,) float32 → (num_windows, window) float32; windows past the end filled by :func:`fill_window`."""
+    signal = np.asarray(signal, dtype=np.float32)
+    starts = np.arange(num_windows(len(signal), window, hop)) * hop
+    inside = int(np.sum(starts + window <= len(signal)))
+    out = np.empty((len(starts), window), dtype=np.float32)
+    if inside:
+        out[:inside] = np.lib.stride_tricks.sliding_window_view(signal, window)[starts[:inside]]
+    for i in range(inside, len(starts)):
+        out[i] = fill_window(signal[starts[i] :], window, pad_mode)
+    return out
 
 
 class OverlapAdd:
