@@ -7,6 +7,7 @@ machine that has torch but no Ray.
     python bench/model_throughput.py [--device cpu|cuda] [--threads N] [--seconds S] [--json out.json]
     python bench/model_throughput.py --threads 1 --steps 1 2 3 --set representation=waveform ...
     python bench/model_throughput.py --threads 1 --recipe jobs/configs/train-aigd.yaml
+    python bench/model_throughput.py --threads 1 --recipe jobs/configs/train-aigd.yaml --vary image_width=0,512
 
 The model is a recipe's (default ``jobs/configs/train-default.yaml``, any family,
 random weights: speed does not depend on them); ``--set`` overrides its fields.
@@ -124,18 +125,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--steps", type=int, nargs="*", help="reverse steps T to measure (default: the recipe's)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a model config field")
+    parser.add_argument("--vary", metavar="FIELD=V1,V2,…", help="measure one config per value of this field, in this run")
     parser.add_argument("--recipe", default=str(RECIPE), help="training recipe whose model to measure (any family)")
     parser.add_argument("--json")
     args = parser.parse_args()
     name, base = recipe_model_config({k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}, args.recipe)
     if args.steps:
         configs = [dataclasses.replace(base, num_steps=t) for t in args.steps]
+    elif args.vary:
+        field, _, values = args.vary.partition("=")
+        configs = [dataclasses.replace(base, **{field: yaml.safe_load(v)}) for v in values.split(",")]
     else:
         configs = [base]
     results = [run(args.device, args.threads, args.seconds, name, c) for c in configs]
+    if args.vary:
+        for r, c in zip(results, configs):
+            r[field] = getattr(c, field)
     for r in results:
+        varied = f" {field}={r[field]}" if args.vary else ""
         print(
-            f"{r['device']} threads={r['threads']} {r['model']} {r['representation']} T={r['num_steps']} K={r['num_components']} "
+            f"{r['device']} threads={r['threads']} {r['model']}{varied} {r['representation']} T={r['num_steps']} K={r['num_components']} "
             f"{r['params'] / 1e6:.2f} M params: "
             f"{r['audio_seconds_per_second']:.1f}x real time, {r['gflops_per_audio_second']:.3f} GFLOP/audio-s, "
             f"{r['achieved_gflops_per_second']:.1f} GFLOP/s achieved = {100 * r['fraction_of_matmul']:.1f}% "

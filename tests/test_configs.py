@@ -24,6 +24,15 @@ def test_the_second_aigd_stage_starts_from_the_first_and_keeps_its_validation_se
     assert second.model == first.model and second.data == first.data and second.optim.seed != first.optim.seed
 
 
+def test_the_magnitude_stage_is_stage_two_plus_the_magnitude_term_only():
+    import dataclasses
+
+    stage2 = load_yaml(TrainConfig, str(CONFIGS / "train-aigd-stage2.yaml"))
+    mag = load_yaml(TrainConfig, str(CONFIGS / "train-aigd-stage2-mag.yaml"))
+    assert mag.loss.mag_weight > 0 and stage2.loss.mag_weight == 0
+    assert dataclasses.replace(mag, name=stage2.name, loss=stage2.loss) == stage2
+
+
 def test_denoise_example_config_loads():
     config = load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"))
     assert config.actors.max_actors == 4 and config.model.enhance.window.window_seconds == 2.0

@@ -148,7 +148,8 @@ def resample(signal: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     import torch
     import torchaudio.functional as AF
 
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)), from_rate, to_rate)
+    # Arrow hands out read-only buffers; torch warns on those, so copy only when the array is not writable.
+    out = AF.resample(torch.from_numpy(np.require(signal, np.float32, ["C", "W"])), from_rate, to_rate)
     return out.numpy()
 
 
