@@ -313,14 +313,25 @@ def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
 
 
 def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
+    """Stage 1 (train-aigd.yaml), then stage 2 with the magnitude term, launched as train-aigd-stage2.yaml
+    plus overrides: the recipe file, unchanged since (its hash), with those overrides is train-aigd-stage2-mag.yaml."""
+    import hashlib
+
+    import yaml
+
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
     from pipeline.train.job import TrainConfig
 
     shipped = load_model("aigd")
-    assert shipped.model.name == "aigd" and shipped.model.config == load_yaml(TrainConfig, str(RECIPE)).model
-    assert shipped.metadata["recipe"].endswith("jobs/configs/train-aigd.yaml") and shipped.metadata["step"] > 0
-    assert Path(shipped.uri).stat().st_size < 20e6
+    meta, root = shipped.metadata, RECIPE.parents[2]
+    assert hashlib.sha256((root / meta["recipe"]).read_bytes()).hexdigest() == meta["recipe_sha256"]
+    machine = ("storage_path", "init_checkpoint_uri", "data.clean_uri", "data.noise_uri")  # this machine's paths
+    overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+    recipe = load_yaml(TrainConfig, str(RECIPE.parent / "train-aigd-stage2-mag.yaml"))
+    assert load_yaml(TrainConfig, str(root / meta["recipe"]), overrides) == recipe
+    assert shipped.model.name == "aigd" and shipped.model.config == recipe.model == load_yaml(TrainConfig, str(RECIPE)).model
+    assert meta["step"] > 0 and Path(shipped.uri).stat().st_size < 20e6
 
 
 @pytest.mark.parametrize("command", ["denoise", "nightly", "evaluate", "enhance"])

@@ -3,14 +3,15 @@
 A clip of any length is cut into windows of ``window`` samples every ``hop``
 samples, so a model sees fixed shapes. A window that runs past the clip's end
 is filled by reflecting its own samples (``pad_mode`` "reflect", the default)
-or with zeros ("zeros"): a model never trained on digital silence after a cut
-turns the step into a broadband burst at the end of every clip, which the
-reflection avoids (measured in docs/model.md). The filled part is discarded. Windows are
-put back with a weighted overlap-add normalised by the summed weights:
-out[t] = Σ_i w_i[t]·ŷ_i[t] / Σ_i w_i[t]. The weight is flat with raised-cosine
-ramps over the overlap, strictly positive everywhere, so an identity model
-gives back the input exactly (to float rounding) at any length, and a real
-model's window seams crossfade.
+or with zeros ("zeros"); the filled part is discarded. A model never trained on
+a cut to digital silence turns that step into a broadband burst at the end of
+the clip, which the reflection avoids (measured in docs/model.md).
+
+Windows are put back with a weighted overlap-add normalised by the summed
+weights: out[t] = Σ_i w_i[t]·ŷ_i[t] / Σ_i w_i[t]. The weight is flat with
+raised-cosine ramps over the overlap, strictly positive everywhere, so an
+identity model gives back the input exactly (to float rounding) at any length,
+and a real model's window seams crossfade.
 """
 
 from __future__ import annotations
