@@ -130,15 +130,14 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     name, base = recipe_model_config({k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}, args.recipe)
-    if args.steps:
-        configs = [dataclasses.replace(base, num_steps=t) for t in args.steps]
-    elif args.vary:
-        field, _, values = args.vary.partition("=")
-        configs = [dataclasses.replace(base, **{field: yaml.safe_load(v)}) for v in values.split(",")]
-    else:
-        configs = [base]
-    results = [run(args.device, args.threads, args.seconds, name, c) for c in configs]
+    # --steps is --vary num_steps=…: one field, one config per value, all measured in this run.
+    field, values = ("num_steps", args.steps) if args.steps else (None, [])
     if args.vary:
+        field, _, listed = args.vary.partition("=")
+        values = [yaml.safe_load(v) for v in listed.split(",")]
+    configs = [dataclasses.replace(base, **{field: v}) for v in values] if field else [base]
+    results = [run(args.device, args.threads, args.seconds, name, c) for c in configs]
+    if field:
         for r, c in zip(results, configs):
             r[field] = getattr(c, field)
     for r in results:

@@ -20,10 +20,8 @@ def build_sql(args, results) -> str:
         run_a, run_b = (results.run(r).run_id for r in args.compare)
         return queries.compare(run_a, run_b)
     if args.model_stats:
-        from pipeline.core.results import KIND_EVALUATE
-
         run = results.run(args.run_id)
-        return queries.model_stats(run.run_id, "evals" if run.kind == KIND_EVALUATE else "clips")
+        return queries.model_stats(run.run_id, run.view)
     if args.noise_profile:
         return queries.noise_profile(args.depth)
     return args.sql or "SELECT * FROM runs ORDER BY committed_at"

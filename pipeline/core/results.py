@@ -85,6 +85,11 @@ class Run:
     uri: str
 
     @property
+    def view(self) -> str:
+        """The table view its rows are in: ``evals`` for an evaluation, ``clips`` for denoise and nightly runs."""
+        return "evals" if self.kind == KIND_EVALUATE else "clips"
+
+    @property
     def committed_at(self) -> dt.datetime | None:
         value = self.marker.get("committed_at")
         return dt.datetime.fromisoformat(value) if value else None
@@ -196,7 +201,7 @@ class Results:
     def run_table(self, run: Run) -> pa.Table:
         import pyarrow.compute as pc
 
-        table = self.table("evals" if run.kind == KIND_EVALUATE else "clips")
+        table = self.table(run.view)
         return table.filter(pc.equal(table.column(S.RUN_ID), run.run_id))
 
     def connect(self):
