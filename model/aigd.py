@@ -35,7 +35,9 @@ each measured):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -185,12 +187,17 @@ class AIGD(nn.Module):
     """Waveform windows ``(batch, samples)`` float32 at 16 kHz → enhanced windows, same shape."""
 
     name = "aigd"
+    input_unit: ClassVar[str] = "windows"
 
     def __init__(self, config: AIGDConfig | None = None) -> None:
         super().__init__()
         self.config = config or AIGDConfig()
         self.unet = ComplexUNet2d(self.config)
         self.multiple = 2 ** (len(self.config.channel_mults) - 1)
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter: AIGD has no frozen part."""
+        return self.parameters()
 
     def forward(self, noisy: torch.Tensor) -> AIGDOutput:
         if noisy.dim() != 2:
@@ -213,8 +220,12 @@ class AIGD(nn.Module):
         return AIGDOutput(enhanced=final * scale, final=final, scale=scale, image_in=image_in, image_out=image_out, stft=geometry)
 
     @torch.inference_mode()
-    def enhance(self, windows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The model-family interface: windows (batch, samples) → (windows, stats).
+    def enhance(
+        self, windows: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The model-family interface (:class:`model.family.WindowFamily`): windows (batch, samples) → (windows, stats).
+
+        AIGD is deterministic: ``generator`` is accepted and unused.
 
         ``stats["image_ssim"]`` (batch,): mean |SSIM| of the generated image
         against the noisy one over the real and imaginary parts (1: nothing

@@ -28,7 +28,9 @@ Choices the paper leaves open, and what we chose (all configurable):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -119,6 +121,7 @@ class DiffGMM(nn.Module):
     """Waveform windows ``(batch, samples)`` float32 at 16 kHz → enhanced windows, same shape."""
 
     name = "diffgmm"
+    input_unit: ClassVar[str] = "windows"
 
     def __init__(self, config: DiffGMMConfig | None = None) -> None:
         super().__init__()
@@ -163,6 +166,10 @@ class DiffGMM(nn.Module):
             bias = final.bias.view(per_position, rows_per_param)
             weight[mean_rows].mul_(c.head_init_scale)
             bias[mean_rows].zero_()
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter: DiffGMM has no frozen part."""
+        return self.parameters()
 
     def represent(self, waveform: torch.Tensor) -> torch.Tensor:
         """(batch, samples) normalised waveform → the state the reverse process runs on."""
@@ -219,7 +226,10 @@ class DiffGMM(nn.Module):
     def enhance(
         self, windows: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The model-family interface: windows (batch, samples) → (windows, stats).
+        """The model-family interface (:class:`model.family.WindowFamily`): windows (batch, samples) → (windows, stats).
+
+        ``generator`` draws the noise estimates when ``noise_estimate="sample"``
+        (required then; unused with "mean").
 
         ``stats["gmm_nll"]`` (batch,): mean NLL, nats per position (sample or
         time-frequency bin), of each step's removed noise under that step's own

@@ -1,10 +1,9 @@
-"""Model family registry: a model name → its module, config, loss config and loss.
+"""Model family registry: a model name → its classes, its loss and its shipped checkpoint.
 
-The pipeline knows only the interface ``model.enhance(windows) -> (windows, stats)``
-with windows (batch, samples) float32 at the model's ``config.sample_rate``,
-and ``stats`` a dict of per-window tensors, (batch,) or (batch, k). Training
-knows only ``loss(model_output, clean, loss_config) -> (total, parts)``.
-UDiffSE and FUSE register here next.
+What a family must provide is written down in :mod:`model.family` (the
+:class:`model.family.ModelFamily` protocol and the loss signature); this module
+only names them. Adding a family is one entry in :data:`MODELS` (see
+docs/architecture.md, "Adding a model family").
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from model.aigd import AIGD, AIGDConfig
@@ -20,19 +20,50 @@ from model.diffgmm import DiffGMM, DiffGMMConfig
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
 
+# loss(model, noisy (batch, samples), clean (batch, samples), loss_config, generator | None)
+#   -> (scalar loss tensor, parts as floats incl. "total"); see model.family.
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any, "torch.Generator | None"], tuple[torch.Tensor, dict[str, float]]]
+
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """One family: ``model_cls(config_cls(...))`` builds it, ``loss`` trains it with a ``loss_config_cls``.
+
+    ``shipped_checkpoint``: file name of the family's shipped checkpoint in
+    ``pipeline/assets/`` (None: nothing shipped; ``--checkpoint NAME`` then does
+    not resolve).
+    """
+
     model_cls: type[nn.Module]
     config_cls: type
     loss_config_cls: type
-    # (forward output, clean (batch, samples), loss config, model) → (scalar loss, parts as floats)
-    loss: Callable[..., tuple[Any, dict[str, float]]]
+    loss: LossFn
+    shipped_checkpoint: str | None = None
+
+
+def _core(model: nn.Module) -> nn.Module:
+    """The family module under a DistributedDataParallel wrapper (the wrapper itself runs the forward pass)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def _diffgmm_train_loss(model, noisy, clean, config: LossConfig, generator=None):
+    out = model(noisy, generator=generator)
+    # The loss runs in float32 outside any autocast: log-sum-exps, STFT norms and SDRs need the range.
+    with torch.autocast(device_type=noisy.device.type, enabled=False):
+        out.enhanced, out.final = out.enhanced.float(), out.final.float()
+        return diffgmm_loss(out, clean.float(), config, _core(model).represent)
+
+
+def _aigd_train_loss(model, noisy, clean, config: AIGDLossConfig, generator=None):
+    out = model(noisy)
+    with torch.autocast(device_type=noisy.device.type, enabled=False):
+        out.enhanced, out.final = out.enhanced.float(), out.final.float()
+        return aigd_loss(out, clean.float(), config)
 
 
 MODELS: dict[str, ModelSpec] = {
-    "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, lambda out, clean, cfg, model: diffgmm_loss(out, clean, cfg, model.represent)),
-    "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, lambda out, clean, cfg, model: aigd_loss(out, clean, cfg)),
+    "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, _diffgmm_train_loss, "diffgmm-default.pt"),
+    "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
 }
 
 
@@ -40,6 +71,11 @@ def spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known: {sorted(MODELS)}")
     return MODELS[name]
+
+
+def shipped_names() -> list[str]:
+    """The families that ship a checkpoint, in registration order."""
+    return [name for name, s in MODELS.items() if s.shipped_checkpoint]
 
 
 def _from_values(cls: type, values: dict[str, Any], what: str):

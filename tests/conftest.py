@@ -25,9 +25,14 @@ def rng() -> np.random.Generator:
 
 
 class IdentityModel:
-    """Model-family interface stand-in that returns its input: isolates windowing from the network."""
+    """A "windows" family (model.family) that returns its input: isolates windowing from the network.
+
+    Its stats are under its own names, as any family's: ``identity_unit`` (batch,) all ones and
+    ``identity_profile`` (batch, 2) all ones, so weighted clip means are exactly 1.
+    """
 
     name = "identity"
+    input_unit = "windows"
 
     class config:  # noqa: N801 - mimics a dataclass instance attribute
         sample_rate = 16000
@@ -38,11 +43,14 @@ class IdentityModel:
     def eval(self):
         return self
 
-    def enhance(self, windows):
+    def trainable_parameters(self):
+        return iter(())
+
+    def enhance(self, windows, generator=None):
         import torch
 
         batch = windows.shape[0]
-        return windows.clone(), {"gmm_nll": torch.zeros(batch), "gmm_occupancy": torch.ones(batch, 1)}
+        return windows.clone(), {"identity_unit": torch.ones(batch), "identity_profile": torch.ones(batch, 2)}
 
 
 @pytest.fixture

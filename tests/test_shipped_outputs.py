@@ -54,3 +54,14 @@ def test_shipped_outputs_unchanged(recorded, reproduced):
             np.testing.assert_allclose(got, want, rtol=0, atol=2e-5, err_msg=key)
         else:
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_shipped_names_come_from_the_registry_and_match_the_assets():
+    """The help texts' light listing (asset files) and the registry's shipped checkpoints name the same families."""
+    from model.registry import MODELS, shipped_names
+    from pipeline.core.checkpoints import ASSETS, SHIPPED_CHECKPOINTS
+
+    assert list(SHIPPED_CHECKPOINTS) == shipped_names()
+    assert sorted(p.name.removesuffix("-default.pt") for p in ASSETS.glob("*-default.pt")) == sorted(shipped_names())
+    for name in shipped_names():
+        assert SHIPPED_CHECKPOINTS[name] == str(ASSETS / MODELS[name].shipped_checkpoint)

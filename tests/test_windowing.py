@@ -76,7 +76,7 @@ def test_enhancer_with_identity_model_returns_input(identity_model, rng, length,
     else:
         # Down and up again removes only what lies above 8 kHz.
         assert np.corrcoef(x, y)[0, 1] > 0.3
-    assert stats["gmm_occupancy"] == pytest.approx([1.0])
+    assert stats == {"identity_unit": pytest.approx(1.0), "identity_profile": pytest.approx([1.0, 1.0])}
 
 
 def test_streaming_matches_whole_clip(identity_model, rng):
@@ -117,9 +117,9 @@ class _RecordingIdentity(IdentityModel):
     def __init__(self) -> None:
         self.widths: list[int] = []
 
-    def enhance(self, windows):
+    def enhance(self, windows, generator=None):
         self.widths.append(int(windows.shape[1]))
-        return super().enhance(windows)
+        return super().enhance(windows, generator)
 
 
 def test_short_clips_run_in_bucket_windows(rng):
@@ -129,7 +129,7 @@ def test_short_clips_run_in_bucket_windows(rng):
     signals = [rng.standard_normal(n).astype(np.float32) for n in lengths]
     for signal, (out, stats) in zip(signals, enhancer.enhance_many(signals)):
         np.testing.assert_allclose(out, signal, atol=1e-6)
-        assert stats["gmm_occupancy"] == pytest.approx([1.0])
+        assert stats == {"identity_unit": pytest.approx(1.0), "identity_profile": pytest.approx([1.0, 1.0])}
     # 2 s = 32000 samples: 0.25 s, 0.5 s and 1 s buckets, then full windows.
     assert sorted(set(model.widths)) == [4000, 8000, 16_000, 32_000]
     assert [enhancer.geometry(n)[0] for n in lengths] == [4000, 4000, 4000, 8000, 16_000, 16_000, 32_000, 32_000]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,52 @@ from pipeline.core import storage
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-# The shipped checkpoint of each trained family; a job's ``--checkpoint`` (or an
-# evaluation's model list) may name a family instead of a file.
-SHIPPED_CHECKPOINTS = {"diffgmm": str(ASSETS / "diffgmm-default.pt"), "aigd": str(ASSETS / "aigd-default.pt")}
-DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINTS["diffgmm"]
+DEFAULT_MODEL = "diffgmm"
+
+
+class _ShippedCheckpoints(Mapping[str, str]):
+    """{family name: path of its shipped checkpoint}, read from the registry (``ModelSpec.shipped_checkpoint``) on every access.
+
+    A job's ``--checkpoint`` (or an evaluation's model list) may name a family
+    instead of a file. Live rather than a snapshot, so a family registered
+    later (a test's toy family) is shipped too.
+
+    The registry imports torch, which ``diffgmm --help`` must not: listing the
+    names (help texts) before the registry is loaded reads them from the asset
+    files ``<name>-default.pt`` instead; ``tests/test_shipped_outputs.py`` checks
+    that both give the same names. Lookups always load the registry.
+    """
+
+    def _table(self) -> dict[str, str]:
+        from model.registry import MODELS
+
+        return {name: str(ASSETS / s.shipped_checkpoint) for name, s in MODELS.items() if s.shipped_checkpoint}
+
+    def _names(self) -> list[str]:
+        if "model.registry" in sys.modules:
+            return list(self._table())
+        return sorted(p.name.removesuffix("-default.pt") for p in ASSETS.glob("*-default.pt"))
+
+    def __getitem__(self, name: str) -> str:
+        return self._table()[name]
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return repr(self._table())
+
+
+SHIPPED_CHECKPOINTS: Mapping[str, str] = _ShippedCheckpoints()
 
 
 def resolve_checkpoint(uri_or_name: str | None) -> str:
     """A checkpoint path or URI; a shipped family's name (``diffgmm``, ``aigd``) stands for its shipped file, None for the default."""
     if not uri_or_name:
-        return DEFAULT_CHECKPOINT
+        return SHIPPED_CHECKPOINTS[DEFAULT_MODEL]
     return SHIPPED_CHECKPOINTS.get(uri_or_name, uri_or_name)
 
 

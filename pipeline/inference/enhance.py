@@ -1,8 +1,15 @@
 """Clip-level enhancement: resample → windows → batched model → overlap-add → resample back.
 
-The model sees only fixed-shape batches of windows ``(batch_windows, window)``
-at its own rate; any clip length and rate go in, and exactly as many samples at
-the input rate come out.
+What the model sees depends on its family's ``input_unit`` (:mod:`model.family`):
+a "windows" family sees fixed-shape batches of windows ``(batch_windows, window)``
+at its own rate, packed from several clips; a "clip" family sees one clip at a
+time, in consecutive chunks of ``config.chunk_seconds`` with its state carried
+from chunk to chunk. Any clip length and rate go in, and exactly as many samples
+at the input rate come out.
+
+Randomness: every model call gets its own ``torch.Generator`` seeded from
+``EnhanceConfig.seed`` and the call's index within the clip group (or clip), so
+a sampling family gives the same output for the same input and seed.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ class EnhanceConfig:
 
     ``pad_mode``: how a window that runs past the clip's end is filled
     (:func:`pipeline.audio.windowing.fill_window`): "reflect" or "zeros".
+
+    ``seed``: seeds the generator handed to every model call (see the module
+    docstring); a deterministic family ignores it.
     """
 
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -40,6 +50,7 @@ class EnhanceConfig:
     pad_batches: str = "auto"
     short_clip_buckets: int = 3
     pad_mode: str = "reflect"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.pad_batches not in ("auto", "yes", "no"):
@@ -73,36 +84,50 @@ def mean_stats(items: list[ClipStats]) -> ClipStats:
 
 
 class Enhancer:
-    """Runs a model-family module (``enhance(windows) -> (windows, stats)``) over whole clips."""
+    """Runs a model family (:class:`model.family.ModelFamily`) over whole clips, honouring its ``input_unit``."""
 
     def __init__(self, model, config: EnhanceConfig | None = None) -> None:
         import torch
+
+        from model.family import input_unit
 
         self.config = config or EnhanceConfig()
         self.device = pick_device(self.config.device)
         self.model = model.to(self.device).eval()
         self.sample_rate = int(model.config.sample_rate)
+        self.input_unit = input_unit(model)
         self.window, self.hop = self.config.window.samples(self.sample_rate)
+        if self.input_unit == "clip":
+            self.chunk = max(1, int(round(float(model.config.chunk_seconds) * self.sample_rate)))
         pad = self.config.pad_batches
         self.pad = pad == "yes" or (pad == "auto" and self.device.startswith("cuda"))
         self._torch = torch
 
-    def enhance_windows(self, windows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def generator(self, call: int):
+        """The generator of model call number ``call`` (from 0) of one clip group or clip, on the model's device."""
+        torch = self._torch
+        # Two 32-bit halves of one seed: distinct (seed, call) pairs never share a stream.
+        return torch.Generator(device=self.device).manual_seed((self.config.seed & 0xFFFFFFFF) << 32 | (call & 0xFFFFFFFF))
+
+    def enhance_windows(self, windows: np.ndarray, first_call: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(n, width) float32 → enhanced (n, width) float32 and per-window stats (width: a window or a bucket).
 
         Calls the model on ``batch_windows`` windows at a time; with padding on,
         the last batch is padded to that size so the device sees one shape, and
-        the padding rows are dropped.
+        the padding rows are dropped. Call *j* of this batch sequence gets
+        :meth:`generator` ``(first_call + j)``.
         """
+        if self.input_unit != "windows":
+            raise ValueError(f"model {self.model.name!r} takes whole clips (input_unit 'clip'), not windows")
         torch = self._torch
         n, width = windows.shape
         size = self.config.batch_windows
         outs, collected = [], {}
-        for start in range(0, n, size):
+        for call, start in enumerate(range(0, n, size), start=first_call):
             chunk = windows[start : start + size]
             batch = np.zeros((size if self.pad else len(chunk), width), dtype=np.float32)
             batch[: len(chunk)] = chunk
-            enhanced, stats = self.model.enhance(torch.from_numpy(batch).to(self.device))
+            enhanced, stats = self.model.enhance(torch.from_numpy(batch).to(self.device), generator=self.generator(call))
             outs.append(enhanced[: len(chunk)].float().cpu().numpy())
             for k, v in stats.items():
                 collected.setdefault(k, []).append(v[: len(chunk)].float().cpu().numpy())
@@ -132,10 +157,13 @@ class Enhancer:
     def enhance_many(self, signals: list[np.ndarray]) -> list[tuple[np.ndarray, ClipStats]]:
         """Several (samples,) float32 clips at the model rate → enhanced clips of the same lengths.
 
-        Windows of all clips of one width are packed together, so short clips
-        share batches and the device sees ``(batch_windows, width)`` for a
-        handful of widths.
+        A "windows" family: windows of all clips of one width are packed
+        together, so short clips share batches and the device sees
+        ``(batch_windows, width)`` for a handful of widths. A "clip" family:
+        each clip on its own, in chunks (:meth:`enhance_clip`).
         """
+        if self.input_unit == "clip":
+            return [self.enhance_clip(signal) for signal in signals]
         groups: dict[tuple[int, int], list[int]] = {}
         for i, signal in enumerate(signals):
             groups.setdefault(self.geometry(len(signal)), []).append(i)
@@ -153,14 +181,66 @@ class Enhancer:
                 start = stop
         return out
 
+    def enhance_chunks(self, chunks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
+        """A "clip" family over ONE clip given as consecutive chunks (samples,) float32 at the model rate.
+
+        Each chunk is one ``enhance_chunk`` call (call *j* gets :meth:`generator`
+        ``(j)``), the state carried from one to the next, None at the start.
+        Yields (enhanced chunk, None) per chunk and, last, (empty, ClipStats):
+        the chunks' stats weighted by their lengths.
+        """
+        torch = self._torch
+        state, collected, weights = None, {}, []
+        for call, chunk in enumerate(chunks):
+            if not len(chunk):
+                continue
+            x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(self.device)
+            with torch.inference_mode():
+                enhanced, stats, state = self.model.enhance_chunk(x, state, generator=self.generator(call))
+            for k, v in stats.items():
+                collected.setdefault(k, []).append(v.float().cpu().numpy())
+            weights.append(len(chunk))
+            yield enhanced.float().cpu().numpy(), None
+        stacked = {k: np.stack(v) for k, v in collected.items()}
+        yield np.zeros(0, dtype=np.float32), (self.clip_stats(stacked, np.asarray(weights, dtype=np.float64)) if weights else {})
+
+    def _rechunk(self, pieces: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Consecutive pieces of any lengths → chunks of ``self.chunk`` samples (the last one shorter)."""
+        buffer = np.zeros(0, dtype=np.float32)
+        for piece in pieces:
+            buffer = np.concatenate([buffer, np.asarray(piece, dtype=np.float32)])
+            while len(buffer) >= self.chunk:
+                yield buffer[: self.chunk]
+                buffer = buffer[self.chunk :]
+        if len(buffer):
+            yield buffer
+
+    def enhance_clip(self, signal: np.ndarray) -> tuple[np.ndarray, ClipStats]:
+        """A "clip" family over one whole (samples,) float32 clip at the model rate, in chunks of ``chunk_seconds``."""
+        parts, stats = [], {}
+        for samples, clip_stats in self.enhance_chunks(self._rechunk([signal])):
+            parts.append(samples)
+            stats = clip_stats if clip_stats is not None else stats
+        return np.concatenate(parts)[: len(signal)], stats
+
     def enhance_stream(self, pieces: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
         """Stream a clip of ``length`` samples (model rate) given as consecutive pieces.
 
         Yields (finished samples, None) as they become final and, last,
         (remaining samples, ClipStats). Memory is bounded by one batch of
-        windows plus one piece, whatever the clip's length. Windows are those
-        :meth:`enhance_many` uses, so both give the same samples.
+        windows (or one chunk, for a "clip" family) plus one piece, whatever the
+        clip's length. Windows and chunks are those :meth:`enhance_many` uses,
+        so both give the same samples.
         """
+        if self.input_unit == "clip":
+            emitted = 0
+            for samples, stats in self.enhance_chunks(self._rechunk(pieces)):
+                samples = samples[: max(0, length - emitted)]
+                emitted += len(samples)
+                if stats is not None:  # the last item: exactly ``length`` samples in all
+                    samples = np.concatenate([samples, np.zeros(max(0, length - emitted), dtype=np.float32)])
+                yield samples, stats
+            return
         width, hop = self.geometry(length)
         ola = OverlapAdd(length, width, hop)
         buffer = np.zeros(0, dtype=np.float32)
@@ -170,9 +250,12 @@ class Enhancer:
         pending: list[np.ndarray] = []
         collected: dict[str, list[np.ndarray]] = {}
 
+        calls = 0
+
         def run(batch: list[np.ndarray]) -> np.ndarray:
-            nonlocal done
-            enhanced, stats = self.enhance_windows(np.stack(batch))
+            nonlocal done, calls
+            enhanced, stats = self.enhance_windows(np.stack(batch), first_call=calls)
+            calls += 1
             for k, v in stats.items():
                 collected.setdefault(k, []).append(v)
             done += len(batch)
