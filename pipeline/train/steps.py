@@ -1,8 +1,8 @@
 """Training steps, corpora loading and validation shared by every executor.
 
-The Ray Train job (:mod:`pipeline.train.job`) and the single-process loops
-(``bench/train_local.py``, ``bench/ablation.py``) call the same :func:`train_step` and :func:`validate`, so
-what is measured locally is what runs on a cluster.
+Both executors run :func:`pipeline.train.loop.train_loop`, which calls :func:`train_step`
+and :func:`validate`; the benches (``bench/train_throughput.py``, ``bench/ablation.py``) call
+the same ones, so what is measured locally is what runs on a cluster.
 """
 
 from __future__ import annotations
@@ -64,25 +64,29 @@ def validation_pairs(
     return pairs
 
 
-def train_step(model, optimizer, noisy, clean, loss_config, grad_clip: float = 5.0, autocast_dtype=None) -> dict[str, float]:
-    """One optimisation step on a batch (batch, samples) of tensors; returns the loss parts."""
+def train_step(
+    model, optimizer, noisy, clean, loss_config, grad_clip: float = 5.0, autocast_dtype=None, generator=None
+) -> dict[str, float]:
+    """One optimisation step on a batch: noisy, clean (batch, samples) float32 on the model's device.
+
+    The family's registered loss (:mod:`model.family`) runs the forward pass, under
+    autocast when ``autocast_dtype`` is set, and draws any randomness from
+    ``generator``. Returns the loss parts as floats, plus ``grad_norm``.
+    """
     import torch
 
     from model import spec
+    from model.family import trainable_parameters
 
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    device_type = noisy.device.type
-    with torch.autocast(device_type=device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        out = model(noisy)
-    # The loss runs in float32: log-sum-exps, STFT norms and SDRs need the range.
-    out.enhanced, out.final = out.enhanced.float(), out.final.float()
     core = model.module if hasattr(model, "module") else model
-    loss, parts = spec(core.name).loss(out, clean, loss_config, core)
+    with torch.autocast(device_type=noisy.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss, parts = spec(core.name).loss(model, noisy, clean, loss_config, generator)
     if not math.isfinite(parts["total"]):
         raise FloatingPointError(f"non-finite loss {parts}")
     loss.backward()
-    parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+    parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model)), grad_clip))
     optimizer.step()
     return parts
 

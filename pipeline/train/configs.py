@@ -1,0 +1,132 @@
+"""Training configuration: one frozen dataclass per concern, ``TrainConfig`` over them.
+
+``TrainConfig.model`` and ``.loss`` are the family's own configs (:mod:`model.registry`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.audio.mixing import MixConfig
+from pipeline.core import storage
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``mode``: mix (clean_uri + noise_uri) or paired (paired_clean_uri + paired_noisy_uri)."""
+
+    mode: str = "mix"
+    clean_uri: str | None = None
+    noise_uri: str | None = None
+    paired_clean_uri: str | None = None
+    paired_noisy_uri: str | None = None
+    valid_clean_uri: str | None = None
+    valid_noisy_uri: str | None = None
+    # Held out of training, by speaker for speech and by file for noise (stable
+    # hashes of the names: the same split on every machine).
+    clean_holdout_fraction: float = 0.1
+    noise_holdout_fraction: float = 0.15
+    # File-name prefixes left out of both corpora (licences, see the recipe).
+    exclude_prefixes: tuple[str, ...] = ()
+    valid_pairs: int = 16
+    valid_segment_seconds: float = 4.0
+    # Seeds the held-out mixtures apart from ``optim.seed``: a second stage that draws
+    # new training examples (another optim.seed) is still validated on the same set.
+    valid_seed: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("clean_holdout_fraction", "noise_holdout_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam; ``lr_schedule: cosine`` decays from ``learning_rate`` to ``lr_min_fraction`` of it over the run."""
+
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    steps_per_epoch: int = 200
+    epochs: int = 10
+    grad_clip: float = 5.0
+    seed: int = 0
+    lr_schedule: str = "constant"
+    lr_min_fraction: float = 0.05
+    warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if self.batch_size < 1 or self.steps_per_epoch < 1 or self.epochs < 1:
+            raise ValueError("batch_size, steps_per_epoch and epochs must be >= 1")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def learning_rate_at(self, step: int) -> float:
+        """Learning rate for optimiser step ``step`` (0-based): a pure function of the step, so resume needs no scheduler state."""
+        if step < self.warmup_steps:
+            return self.learning_rate * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        low = self.learning_rate * self.lr_min_fraction
+        return low + 0.5 * (self.learning_rate - low) * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    mixed_precision: bool = True  # bf16 autocast, GPU only
+    data_actors: int = 1
+    cpus_per_data_actor: float = 0.5
+    # The single-process executor (``diffgmm train --executor local``): processes
+    # that mix examples beside the training loop (0: in the loop itself).
+    local_data_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``model_name`` picks the family (:mod:`model.registry`); ``model`` and ``loss`` are that family's configs."""
+
+    name: str = "diffgmm"
+    model_name: str = "diffgmm"
+    storage_path: str = "runs/train"
+    init_checkpoint_uri: str | None = None
+    max_failures: int = 2
+    model: Any = None
+    loss: Any = None
+    mix: MixConfig = field(default_factory=MixConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
+
+    def __post_init__(self) -> None:
+        from model.registry import MODELS
+        from pipeline.core.config import typed
+
+        if self.model_name not in MODELS:
+            raise ValueError(f"model_name must be one of {sorted(MODELS)}, got {self.model_name!r}")
+        spec = MODELS[self.model_name]
+        # Frozen: the typed sections replace the mappings they were given.
+        object.__setattr__(self, "model", typed(spec.config_cls, self.model, "model"))
+        object.__setattr__(self, "loss", typed(spec.loss_config_cls, self.loss, "loss"))
+        if self.data.mode not in ("mix", "paired"):
+            raise ValueError("data.mode must be mix or paired")
+        if self.data.mode == "mix" and not (self.data.clean_uri and self.data.noise_uri):
+            raise ValueError("mix mode needs data.clean_uri and data.noise_uri")
+        if self.data.mode == "paired" and not (self.data.paired_clean_uri and self.data.paired_noisy_uri):
+            raise ValueError("paired mode needs data.paired_clean_uri and data.paired_noisy_uri")
+
+    @property
+    def run_uri(self) -> str:
+        return storage.join(self.storage_path, storage.safe_relative_key(self.name))

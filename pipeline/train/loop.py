@@ -1,0 +1,230 @@
+"""The one training loop both executors run: schedule, timing, epochs, validation, checkpoints.
+
+An executor (:mod:`pipeline.train.executors`) builds the model and optimiser with
+:func:`build_model` / :func:`restore_progress`, feeds :func:`train_loop` batches of
+(noisy, clean) tensors and passes a ``report`` callback (Ray Train's report, or
+nothing locally). The chief (rank 0, or the only process) validates at every epoch's
+end and writes, under ``<storage_path>/<name>/``: ``last.pt`` (model + optimizer +
+trainer state: what a rerun with the same name resumes from) and ``best.pt`` (best
+validation PESQ-WB so far). The trainer state carries the run's cumulative training
+CPU-seconds and audio-seconds, so a resumed run adds to them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pipeline.core import storage
+from pipeline.train.configs import TrainConfig
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY_STEPS = 50
+
+
+@dataclass
+class Progress:
+    """Where a run stands: optimiser steps done, best validation PESQ-WB so far, and the compute spent.
+
+    ``cpu_seconds``: CPU time (all threads) of the chief training process, summed over
+    every attempt of the run (data workers beside it are not counted). ``audio_seconds``:
+    seconds of training audio the optimiser has seen, over all workers.
+    """
+
+    step: int = 0
+    best_pesq_wb: float = -math.inf
+    cpu_seconds: float = 0.0
+    audio_seconds: float = 0.0
+
+    def state(self) -> dict:
+        return {"step": self.step, "best_pesq_wb": self.best_pesq_wb, "cpu_seconds": self.cpu_seconds,
+                "audio_seconds": self.audio_seconds}
+
+
+def step_generator(config: TrainConfig, step: int, device):
+    """The generator a family's loss draws from at optimiser step ``step``: a function of (seed, step) only."""
+    import torch
+
+    return torch.Generator(device=device).manual_seed((config.optim.seed & 0xFFFFFFFF) << 32 | (step & 0xFFFFFFFF))
+
+
+def build_model(config: TrainConfig, resume_state: dict | None, init_state: dict | None):
+    """The model to train: restored from ``resume_state`` (a ``last.pt`` dict), else initialised from ``init_state``, else fresh.
+
+    A fresh model's initial weights are drawn under ``torch.random.fork_rng`` seeded
+    from ``optim.seed``: reproducible, and the caller's global generator is left as it was.
+    """
+    import torch
+
+    from model import build_model as build_family_model
+    from model import model_from_checkpoint
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.optim.seed)
+        model = build_family_model(config.model_name, config.model)
+    source = resume_state if resume_state is not None else init_state
+    if source is not None:
+        restored, _ = model_from_checkpoint(source)
+        model.load_state_dict(restored.state_dict())
+    return model
+
+
+def make_optimizer(model, config: TrainConfig):
+    """Adam over the family's trainable parameters only (frozen parts are never updated)."""
+    import torch
+
+    from model.family import trainable_parameters
+
+    return torch.optim.Adam(list(trainable_parameters(model)), lr=config.optim.learning_rate)
+
+
+def restore_progress(optimizer, resume_state: dict | None) -> Progress:
+    if resume_state is None:
+        return Progress()
+    optimizer.load_state_dict(resume_state["metadata"]["optimizer"])
+    trainer = resume_state["metadata"]["trainer_state"]
+    return Progress(step=int(trainer["step"]), best_pesq_wb=float(trainer["best_pesq_wb"]),
+                    cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)))
+
+
+def set_learning_rate(optimizer, config: TrainConfig, step: int) -> float:
+    lr = config.optim.learning_rate_at(step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _save(ckpt: dict, uri: str, config: TrainConfig) -> None:
+    from pipeline.core.checkpoints import save_checkpoint
+
+    save_checkpoint(ckpt, uri, config.storage)
+
+
+def read_train_state(config: TrainConfig) -> dict | None:
+    """``last.pt`` of this run name, if a previous attempt left one."""
+    from pipeline.core.checkpoints import load_checkpoint_dict
+
+    uri = storage.join(config.run_uri, "last.pt")
+    if not storage.exists(uri, config.storage):
+        return None
+    return load_checkpoint_dict(uri, config.storage)[0]
+
+
+def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> tuple[dict, dict]:
+    """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when validation PESQ improved).
+
+    Returns (validation scores, the ``last.pt`` dict). ``run_info`` (recipe,
+    executor, …) goes into every checkpoint's metadata, so a shipped model
+    names the recipe file and the steps that made it.
+    """
+    from model import make_checkpoint
+    from pipeline.inference.enhance import EnhanceConfig, Enhancer
+    from pipeline.train.steps import validate
+
+    scores = validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
+    improved = scores["pesq_wb"] > progress.best_pesq_wb
+    progress.best_pesq_wb = max(progress.best_pesq_wb, scores["pesq_wb"])
+    examples = progress.step * config.optim.batch_size * config.scaling.num_workers
+    meta = {**run_info, "name": config.name, "step": progress.step, "examples": examples,
+            "audio_hours": examples * config.mix.segment_seconds / 3600.0, "val": scores,
+            "train_cpu_seconds": progress.cpu_seconds, "train_audio_seconds": progress.audio_seconds}
+    last = make_checkpoint(core, {**meta, "optimizer": optimizer.state_dict(), "trainer_state": progress.state()})
+    _save(last, storage.join(config.run_uri, "last.pt"), config)
+    if improved:
+        _save(make_checkpoint(core, meta), storage.join(config.run_uri, "best.pt"), config)
+    log.info("step %d: validation %s%s", progress.step, {k: round(v, 3) for k, v in scores.items()}, " (best)" if improved else "")
+    return scores, last
+
+
+# report(metrics, last.pt dict or None): the executor's way out (Ray Train's report, or nothing).
+Report = Callable[[dict, "dict | None"], None]
+
+
+def train_loop(
+    model,
+    optimizer,
+    progress: Progress,
+    batches: Iterable,
+    config: TrainConfig,
+    *,
+    device,
+    valid,
+    run_info: dict,
+    chief: bool = True,
+    workers: int = 1,
+    autocast_dtype=None,
+    report: Report | None = None,
+) -> dict:
+    """Train ``model`` on ``batches`` of (noisy, clean) (batch, samples) float32 tensors until ``optim.total_steps``.
+
+    ``model`` may be a DistributedDataParallel wrapper; its ``.module`` is what is
+    validated and saved. ``workers``: how many processes run this loop on batches of
+    the same size (for the run's audio-seconds). Every step's loss gets :func:`step_generator`. At each epoch's
+    end (and the last step) the chief validates and checkpoints (:func:`end_of_epoch`),
+    then ``report`` gets the metrics (train_* loss parts, val_* scores on the chief, step,
+    epoch, learning_rate, audio_seconds_per_second_per_worker) and the ``last.pt`` dict
+    (None off the chief). Returns the last metrics.
+    """
+    from pipeline.train.steps import train_step
+
+    core = model.module if hasattr(model, "module") else model
+    rate, total_steps = config.model.sample_rate, config.optim.total_steps
+    metrics: dict = {"step": progress.step}
+    window_audio, t0, cpu0 = 0.0, time.perf_counter(), time.process_time()
+    for noisy, clean in batches:
+        if progress.step >= total_steps:
+            break
+        noisy, clean = noisy.to(device), clean.to(device)
+        lr = set_learning_rate(optimizer, config, progress.step)
+        generator = step_generator(config, progress.step, noisy.device)
+        parts = train_step(model, optimizer, noisy, clean, config.loss, config.optim.grad_clip, autocast_dtype, generator)
+        progress.step += 1
+        seconds = noisy.numel() / rate
+        window_audio += seconds
+        progress.audio_seconds += seconds * workers
+        if progress.step % LOG_EVERY_STEPS == 0:
+            log.info("step %d lr %.2e %s %.1f audio-s/s", progress.step, lr, {k: round(v, 4) for k, v in parts.items()},
+                     window_audio / max(time.perf_counter() - t0, 1e-9))
+        if progress.step % config.optim.steps_per_epoch and progress.step < total_steps:
+            continue
+        now_cpu = time.process_time()
+        progress.cpu_seconds += now_cpu - cpu0
+        cpu0 = now_cpu
+        metrics = {f"train_{k}": v for k, v in parts.items()}
+        metrics.update({"step": progress.step, "epoch": progress.step // config.optim.steps_per_epoch, "learning_rate": lr,
+                        "audio_seconds_per_second_per_worker": window_audio / max(time.perf_counter() - t0, 1e-9)})
+        last = None
+        if chief:
+            scores, last = end_of_epoch(core, optimizer, progress, valid, config, device, run_info)
+            metrics.update({f"val_{k}": v for k, v in scores.items()})
+        if report is not None:
+            report(metrics, last)
+        # Validation and checkpoint writing count as training CPU time too; the rate is of training alone.
+        window_audio, t0 = 0.0, time.perf_counter()
+    return metrics
+
+
+def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str]], dict | None, dict | None]:
+    """Write the resolved config; return (corpus keys, the state to resume from, the state to start from)."""
+    import yaml
+
+    from pipeline.core.checkpoints import load_checkpoint_dict
+    from pipeline.core.config import to_dict
+    from pipeline.core.redact import redact_tree
+    from pipeline.train.data import corpus_keys
+
+    resolved = redact_tree({"config": to_dict(config), "run": run_info})
+    storage.write_bytes(storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage)
+    resume = read_train_state(config)
+    if resume:
+        log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
+    init_state = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0] if config.init_checkpoint_uri and not resume else None
+    return corpus_keys(config), resume, init_state
+
+
+def steps_done(resume: dict | None) -> int:
+    return int(resume["metadata"]["trainer_state"]["step"]) if resume else 0
