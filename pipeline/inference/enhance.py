@@ -53,10 +53,21 @@ class EnhanceConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.pad_batches not in ("auto", "yes", "no"):
             raise ValueError(f"pad_batches must be auto, yes or no, got {self.pad_batches!r}")
         if self.pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {self.pad_mode!r}")
+
+
+def derived_seed(*keys: int) -> int:
+    """A 63-bit seed mixed from non-negative ``keys`` (e.g. run seed, call index).
+
+    Mixed, not concatenated: torch's CPU generator uses only the low 32 bits of its
+    seed, so ``seed << 32 | call`` would give every seed the same stream.
+    """
+    return int(np.random.SeedSequence(list(keys)).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def pick_device(name: str) -> str:
@@ -105,9 +116,7 @@ class Enhancer:
 
     def generator(self, call: int):
         """The generator of model call number ``call`` (from 0) of one clip group or clip, on the model's device."""
-        torch = self._torch
-        # Two 32-bit halves of one seed: distinct (seed, call) pairs never share a stream.
-        return torch.Generator(device=self.device).manual_seed((self.config.seed & 0xFFFFFFFF) << 32 | (call & 0xFFFFFFFF))
+        return self._torch.Generator(device=self.device).manual_seed(derived_seed(self.config.seed, call))
 
     def enhance_windows(self, windows: np.ndarray, first_call: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(n, width) float32 → enhanced (n, width) float32 and per-window stats (width: a window or a bucket).

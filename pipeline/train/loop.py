@@ -49,7 +49,9 @@ def step_generator(config: TrainConfig, step: int, device):
     """The generator a family's loss draws from at optimiser step ``step``: a function of (seed, step) only."""
     import torch
 
-    return torch.Generator(device=device).manual_seed((config.optim.seed & 0xFFFFFFFF) << 32 | (step & 0xFFFFFFFF))
+    from pipeline.inference.enhance import derived_seed
+
+    return torch.Generator(device=device).manual_seed(derived_seed(config.optim.seed, step))
 
 
 def build_model(config: TrainConfig, resume_state: dict | None, init_state: dict | None):

@@ -1,0 +1,167 @@
+"""The model-family contract (model/family.py) as the pipeline honours it.
+
+Clip families get one clip at a time, in chunks with state; a sampling family is
+reproducible through the explicit generator; the one training loop runs paired data
+locally and adds up the compute of resumed runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import TINY_CONFIG
+from model import DiffGMM, DiffGMMConfig
+from pipeline.audio.windowing import WindowConfig
+from pipeline.inference.enhance import EnhanceConfig, Enhancer
+
+
+class RunningMeanClip:
+    """A toy "clip" family: each output sample is the input minus the running mean of the clip so far.
+
+    The running (sum, count) is the state carried chunk to chunk, so the output of a chunk
+    depends on every earlier chunk of the same clip, and chunked equals whole only if the
+    pipeline carries the state right and never mixes clips. ``calls`` records (chunk length,
+    state given?) for every call; ``seen`` the chunks themselves.
+    """
+
+    name = "running_mean"
+    input_unit = "clip"
+
+    class config:  # noqa: N801 - mimics a dataclass instance attribute
+        sample_rate = 16000
+        chunk_seconds = 0.1
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+        self.seen: list[np.ndarray] = []
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def trainable_parameters(self):
+        return iter(())
+
+    def enhance_chunk(self, chunk, state, generator=None):
+        self.calls.append((len(chunk), state is not None))
+        self.seen.append(chunk.numpy().copy())
+        total = state["sum"] if state else torch.zeros((), dtype=torch.float64)
+        count = state["count"] if state else torch.zeros((), dtype=torch.float64)
+        cumsum = total + torch.cumsum(chunk.double(), 0)
+        counts = count + torch.arange(1, len(chunk) + 1, dtype=torch.float64)
+        out = (chunk.double() - cumsum / counts).float()
+        return out, {"mean_level": chunk.abs().mean()}, {"sum": cumsum[-1], "count": counts[-1]}
+
+
+def running_mean_reference(x: np.ndarray) -> np.ndarray:
+    wide = x.astype(np.float64)
+    return (wide - np.cumsum(wide) / np.arange(1, len(x) + 1)).astype(np.float32)
+
+
+def test_clip_family_chunked_equals_whole_and_state_carries(rng):
+    model = RunningMeanClip()
+    enhancer = Enhancer(model, EnhanceConfig(device="cpu"))
+    x = (0.1 * rng.standard_normal(5555)).astype(np.float32)
+    out, stats = enhancer.enhance(x, 16000)
+    np.testing.assert_allclose(out, running_mean_reference(x), atol=1e-6)
+    # 0.1 s chunks: 1600, 1600, 1600, 755; the state is None only at the clip's start.
+    assert model.calls == [(1600, False), (1600, True), (1600, True), (755, True)]
+    assert stats["mean_level"] == pytest.approx(float(np.abs(x).mean()), rel=1e-5)
+
+
+def test_clip_family_never_sees_two_clips_in_one_call(rng):
+    model = RunningMeanClip()
+    enhancer = Enhancer(model, EnhanceConfig(device="cpu", batch_windows=16))
+    # Each clip is a constant of its own: a chunk holding two clips would hold two values.
+    signals = [np.full(n, 0.01 * (i + 1), dtype=np.float32) for i, n in enumerate([100, 3000, 1600, 10])]
+    results = enhancer.enhance_many(signals)
+    assert all(len(np.unique(chunk)) == 1 for chunk in model.seen)
+    assert [state for _, state in model.calls] == [False, False, True, False, False]
+    for signal, (out, stats) in zip(signals, results):
+        np.testing.assert_allclose(out, running_mean_reference(signal), atol=1e-6)
+        assert stats["mean_level"] == pytest.approx(float(signal[0]))
+
+
+def test_clip_family_streams_as_it_runs_whole(rng):
+    model = RunningMeanClip()
+    enhancer = Enhancer(model, EnhanceConfig(device="cpu"))
+    x = (0.1 * rng.standard_normal(7001)).astype(np.float32)
+    whole, whole_stats = enhancer.enhance_many([x])[0]
+    # Pieces of a length unrelated to the chunk's: the stream re-chunks them.
+    parts = list(enhancer.enhance_stream(iter([x[i : i + 999] for i in range(0, len(x), 999)]), len(x)))
+    streamed = np.concatenate([p for p, _ in parts])
+    assert streamed.shape == x.shape and parts[-1][1] is not None and all(s is None for _, s in parts[:-1])
+    np.testing.assert_allclose(streamed, whole, atol=1e-7)
+    assert parts[-1][1]["mean_level"] == pytest.approx(whole_stats["mean_level"], rel=1e-6)
+
+
+def test_a_windows_only_path_refuses_a_clip_family():
+    enhancer = Enhancer(RunningMeanClip(), EnhanceConfig(device="cpu"))
+    with pytest.raises(ValueError, match="whole clips"):
+        enhancer.enhance_windows(np.zeros((2, 100), dtype=np.float32))
+
+
+def test_sampling_noise_estimate_is_reproducible_through_the_seed(rng):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = DiffGMM(DiffGMMConfig(**{**TINY_CONFIG, "noise_estimate": "sample"}))
+    x = (0.1 * rng.standard_normal(20000)).astype(np.float32)
+
+    def run(seed: int) -> np.ndarray:
+        config = EnhanceConfig(device="cpu", seed=seed, window=WindowConfig(0.5, 0.1), batch_windows=4)
+        return Enhancer(model, config).enhance(x, 16000)[0]
+
+    a, b, c = run(3), run(3), run(4)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, c, atol=1e-6)
+    # The draw comes from the handed generator only: the global one is neither used nor moved.
+    before = torch.random.get_rng_state()
+    run(3)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def _paired(root: str, rng) -> None:
+    from pipeline.audio.demo_data import noise_like, speech_like
+
+    for side in ("clean", "noisy"):
+        os.makedirs(f"{root}/{side}")
+    for i in range(8):
+        clean = speech_like(1.0, 16000, rng)
+        sf.write(f"{root}/clean/spk{i}_utt.wav", clean, 16000)
+        sf.write(f"{root}/noisy/spk{i}_utt.wav", clean + 0.05 * noise_like(1.0, 16000, rng), 16000)
+
+
+def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_path, rng):
+    from pipeline.audio.mixing import MixConfig
+    from pipeline.train.job import DataConfig, OptimConfig, TrainConfig, run_train_local
+
+    root = str(tmp_path)
+    _paired(root, rng)
+
+    def config(epochs: int) -> TrainConfig:
+        return TrainConfig(
+            name="paired", storage_path=f"{root}/runs", model=DiffGMMConfig(**TINY_CONFIG), mix=MixConfig(segment_seconds=0.25),
+            data=DataConfig(mode="paired", paired_clean_uri=f"{root}/clean", paired_noisy_uri=f"{root}/noisy",
+                            clean_holdout_fraction=0.3, valid_pairs=1),
+            optim=OptimConfig(batch_size=2, steps_per_epoch=2, epochs=epochs),
+        )
+
+    first = run_train_local(config(1), device="cpu")
+    assert first["metrics"]["step"] == 2 and first["resumed_from_step"] == 0 and np.isfinite(first["metrics"]["val_pesq_wb"])
+    meta = torch.load(f"{root}/runs/paired/last.pt", weights_only=True)["metadata"]
+    assert meta["executor"] == "local"
+    assert meta["train_audio_seconds"] == pytest.approx(2 * 2 * 0.25)
+    assert meta["train_cpu_seconds"] > 0
+    second = run_train_local(config(2), device="cpu")
+    assert second["resumed_from_step"] == 2 and second["metrics"]["step"] == 4
+    again = torch.load(f"{root}/runs/paired/last.pt", weights_only=True)["metadata"]
+    assert again["train_audio_seconds"] == pytest.approx(4 * 2 * 0.25)
+    assert again["train_cpu_seconds"] > meta["train_cpu_seconds"]
+    assert again["trainer_state"]["audio_seconds"] == again["train_audio_seconds"]
