@@ -278,7 +278,12 @@ class ModelStage:
 
 
 def _set_stats(new: dict[str, list], i: int, stats: dict) -> None:
-    """The model's clip stats into row ``i``: all of them in the map, DiffGMM's also in their own columns."""
+    """The model's clip stats into row ``i``, under the family's own names in the map.
+
+    A stat whose name is a legacy column (``gmm_nll``, ``gmm_occupancy``: DiffGMM's, from before the
+    map) also fills that column, so existing tables and queries keep their shape; the match is by
+    stat name, never by family.
+    """
     new[S.MODEL_STATS][i] = S.flat_stats(stats)
     new[S.GMM_NLL][i] = stats.get(S.GMM_NLL)
     new[S.GMM_OCCUPANCY][i] = stats.get(S.GMM_OCCUPANCY)
