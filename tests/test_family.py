@@ -165,3 +165,34 @@ def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_pat
     assert again["train_audio_seconds"] == pytest.approx(4 * 2 * 0.25)
     assert again["train_cpu_seconds"] > meta["train_cpu_seconds"]
     assert again["trainer_state"]["audio_seconds"] == again["train_audio_seconds"]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("model.registry", fromlist=["MODELS"]).MODELS))
+def test_every_registered_family_meets_the_contract(name):
+    """Each registered family: its key is its name, a known input unit, a config with a rate, a working enhance and loss."""
+    import dataclasses
+    import inspect
+
+    from model.family import INPUT_UNITS, ModelFamily
+    from model.registry import build_model, spec
+
+    s = spec(name)
+    model = build_model(name).eval()
+    assert model.name == name and isinstance(model, ModelFamily) and model.input_unit in INPUT_UNITS
+    assert {f.name for f in dataclasses.fields(s.config_cls)} >= {"sample_rate"}
+    params = {id(p) for p in model.parameters()}
+    assert {id(p) for p in model.trainable_parameters()} <= params
+    generator = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(2, int(model.config.sample_rate) // 4, generator=generator)
+    if model.input_unit == "windows":
+        assert "generator" in inspect.signature(model.enhance).parameters
+        out, stats = model.enhance(x, generator=generator)
+        assert out.shape == x.shape and out.dtype == torch.float32
+        assert all(v.shape[0] == 2 for v in stats.values())
+    else:
+        assert float(model.config.chunk_seconds) > 0
+        out, stats, state = model.enhance_chunk(x[0], None, generator=generator)
+        assert out.shape == x[0].shape and isinstance(state, dict)
+    total, parts = s.loss(model.train(), x, 0.5 * x, s.loss_config_cls(), torch.Generator().manual_seed(1))
+    assert total.dim() == 0 and np.isfinite(parts["total"])
+    total.backward()
