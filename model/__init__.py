@@ -1,8 +1,9 @@
-"""DiffGMM and its model family, in pure PyTorch (imports only torch and numpy)."""
+"""The model families (DiffGMM, AIGD) behind one contract (:mod:`model.family`), in pure PyTorch."""
 
 from model.aigd import AIGD, AIGDConfig
 from model.checkpoint import CheckpointError, make_checkpoint, model_from_checkpoint
 from model.diffgmm import DiffGMM, DiffGMMConfig, ReverseOutput
+from model.family import ClipFamily, ModelFamily, WindowFamily
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
 from model.registry import MODELS, ModelSpec, build_model, config_from_dict, spec
@@ -12,6 +13,9 @@ __all__ = [
     "AIGDConfig",
     "AIGDLossConfig",
     "MODELS",
+    "ClipFamily",
+    "ModelFamily",
+    "WindowFamily",
     "ModelSpec",
     "aigd_loss",
     "spec",
