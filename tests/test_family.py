@@ -196,3 +196,24 @@ def test_every_registered_family_meets_the_contract(name):
     total, parts = s.loss(model.train(), x, 0.5 * x, s.loss_config_cls(), torch.Generator().manual_seed(1))
     assert total.dim() == 0 and np.isfinite(parts["total"])
     total.backward()
+
+
+@pytest.mark.parametrize("policy", ["downmix", "per_channel"])
+def test_long_file_streaming_gives_a_clip_family_whole_channels_in_chunks(tmp_path, rng, policy):
+    from pipeline.core.storage import StorageConfig
+    from pipeline.inference.longform import LongFileWriter, StreamConfig
+
+    rate, frames = 16000, 16000 * 3 + 77
+    samples = (0.1 * rng.standard_normal((2, frames)) + np.array([[0.05], [-0.05]])).astype(np.float32)
+    sf.write(tmp_path / "long.wav", samples.T, rate, subtype="FLOAT")
+    model = RunningMeanClip()
+    enhancer = Enhancer(model, EnhanceConfig(device="cpu"))
+    writer = LongFileWriter(str(tmp_path), str(tmp_path / "out"), policy, "same", StreamConfig(block_seconds=0.33), StorageConfig())
+    result = writer.run(enhancer, "long.wav", "long.wav", "WAV", "FLOAT")
+    out = sf.read(tmp_path / "out" / "long.wav", dtype="float32", always_2d=True)[0].T
+    channels = samples if policy == "per_channel" else samples.mean(axis=0, keepdims=True)
+    # The running mean carries over every chunk and block boundary of each channel, and never across channels.
+    np.testing.assert_allclose(out, np.stack([running_mean_reference(c) for c in channels]), atol=1e-5)
+    assert all(n <= 1600 for n, _ in model.calls) and sum(n for n, _ in model.calls) == frames * len(channels)
+    assert sum(not carried for _, carried in model.calls) == len(channels)
+    assert result.stats["mean_level"] == pytest.approx(float(np.mean([np.abs(c).mean() for c in channels])), rel=1e-3)
