@@ -35,6 +35,9 @@ SAMPLE_RATE = "sample_rate"
 CHANNELS = "channels"
 STATUS = "status"
 ERROR = "error"
+# The error's kind, set where the error is made (an AudioError's label, "storage", "not_found" or the exception's type):
+# what `query --errors` and the run summary count by, so nothing parses the message.
+ERROR_KIND = "error_kind"
 OUTPUT_KEY = "output_key"
 STREAMED = "streamed"  # long file enhanced block by block (no reference metrics)
 MODEL_ID = "model_id"
@@ -91,6 +94,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field(CHANNELS, pa.int32()),
         pa.field(STATUS, pa.string(), nullable=False),
         pa.field(ERROR, pa.string()),
+        pa.field(ERROR_KIND, pa.string()),
         pa.field(OUTPUT_KEY, pa.string()),
         pa.field(STREAMED, pa.bool_()),
         pa.field(MODEL_ID, pa.string()),

@@ -1,7 +1,7 @@
 """Training steps, corpora loading and validation shared by every executor.
 
-The Ray Train job (:mod:`pipeline.train.job`) and the single-process loops
-(``bench/train_local.py``, ``bench/ablation.py``) call the same :func:`train_step` and :func:`validate`, so
+The Ray Train job and the single-process executor (:func:`pipeline.train.job.run_train_local`,
+which ``bench/ablation.py`` runs too) call the same :func:`train_step` and :func:`validate`, so
 what is measured locally is what runs on a cluster.
 """
 
