@@ -14,14 +14,12 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-
 from conftest import SMALL_STFT_CONFIG
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

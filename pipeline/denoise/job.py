@@ -31,7 +31,15 @@ from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.runs import RunPaths, default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.inference.longform import LongFileWriter, StreamConfig
-from pipeline.inference.stages import AUDIO, ENHANCED_AUDIO, DecodeConfig, DecodeStage, ModelStageConfig, WriteConfig, WriteStage
+from pipeline.inference.stages import (
+    AUDIO,
+    ENHANCED_AUDIO,
+    DecodeConfig,
+    DecodeStage,
+    ModelStageConfig,
+    WriteConfig,
+    WriteStage,
+)
 
 log = logging.getLogger(__name__)
 

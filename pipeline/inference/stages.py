@@ -22,14 +22,34 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from pipeline.audio.codec import AUDIO_ERROR_KINDS, AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
+from pipeline.audio.codec import (
+    AUDIO_ERROR_KINDS,
+    AUDIO_EXTENSIONS,
+    CHANNEL_POLICIES,
+    AudioError,
+    decode,
+    encode,
+    fit_length,
+    format_for_key,
+    resample,
+    to_channels,
+)
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.redact import redact
 from pipeline.inference.enhance import EnhanceConfig, mean_stats
 from pipeline.inference.longform import LongFileWriter, StreamConfig, probe
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns
-from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, join_errors, power_db, removed_noise_db, rms_dbfs, score_all
+from pipeline.quality.metrics import (
+    DNSMOS,
+    METRIC_NAMES,
+    check_metric_names,
+    join_errors,
+    power_db,
+    removed_noise_db,
+    rms_dbfs,
+    score_all,
+)
 
 log = logging.getLogger(__name__)
 
