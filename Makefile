@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench browser clean-venv
+.PHONY: demo test test-fast lint bench browser clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/diffgmm demo --workdir demo
 
-## Run the whole test suite (the report test opens HTML in a real headless Chromium).
-test: $(STAMP) browser
+## Run the whole test suite (the report test opens HTML in a real headless Chromium), after the linters.
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The edit loop: no Ray, no browser, nothing marked slow (markers in pyproject.toml).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not ray and not browser" $(PYTEST_ARGS)
+
+## Import layers (import-linter contracts in pyproject.toml) and ruff's lint rules.
+lint: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 ## Headless Chromium from Debian, for the report test; skipped when one is on PATH.
 browser:

@@ -24,43 +24,12 @@ def _set(values: list[str]) -> dict:
     return out
 
 
-def overrides_from(args, flags: dict[str, str]) -> dict:
-    """``--set`` overrides plus the given flags (flag attribute → dotted config key) that were passed."""
-    out = dict(getattr(args, "overrides", {}) or {})
-    for flag, key in flags.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            out[key] = value
-    return out
+def _flags(p: argparse.ArgumentParser, flags) -> None:
+    """``--config``, ``--set`` and a job's table of config flags (:mod:`pipeline.core.cli_flags`)."""
+    from pipeline.core.cli_flags import add_flags
 
-
-def denoise_config(args):
-    """The denoise job's config (``denoise`` and ``nightly`` share it): YAML, then flags and ``--set``."""
-    from pipeline.core.config import load_yaml
-    from pipeline.denoise.job import DenoiseConfig
-
-    flags = {"input_uri": "input_uri", "output_uri": "output_uri", "reference_uri": "reference_uri",
-             "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
-    return load_yaml(DenoiseConfig, args.config, overrides_from(args, flags))
-
-
-def _denoise_flags(p: argparse.ArgumentParser, run_id_help: str) -> None:
-    """The flags ``denoise`` and ``nightly`` share (they share their config too, :func:`denoise_config`)."""
     _common(p)
-    p.add_argument("--input", dest="input_uri", help="input prefix (local path, s3://, gs://…)")
-    p.add_argument("--output", dest="output_uri", help="output prefix (a nightly ledger lives under it)")
-    p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
-    _model_flag(p)
-    p.add_argument("--run-id", help=run_id_help)
-
-
-def _model_flag(p: argparse.ArgumentParser) -> None:
-    """``--model`` and ``--checkpoint`` are one flag: a shipped family by name or any checkpoint file."""
-    from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS  # a light module: --help stays instant
-
-    names = ", ".join(SHIPPED_CHECKPOINTS)
-    p.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="MODEL",
-                   help=f"a shipped model by name ({names}; default diffgmm) or a checkpoint path or URI")
+    add_flags(p, flags)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -69,6 +38,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipeline.core.cli_flags import TRAIN_FLAGS, add_flags, denoise_flags, evaluate_flags, model_flag
+
     parser = argparse.ArgumentParser(prog="diffgmm", description="Batch audio denoising with DiffGMM on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -80,33 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enhance", help="denoise local files in this process (no Ray)")
     p.add_argument("inputs", nargs="+", help="audio files")
     p.add_argument("--output-dir", required=True)
-    _model_flag(p)
+    add_flags(p, (model_flag(),))
     p.add_argument("--device", default="auto")
 
     p = sub.add_parser("denoise", help="the batch job: a prefix of noisy audio → denoised audio + per-clip Parquet")
-    _denoise_flags(p, "run id (default: UTC timestamp); reuse it to retry a run idempotently")
+    _flags(p, denoise_flags("run id (default: UTC timestamp); reuse it to retry a run idempotently"))
     p.add_argument("--dry-run", action="store_true", help="list what would be processed and stop")
 
     p = sub.add_parser("nightly", help="process only what is new or changed since the last night; keeps a ledger")
-    _denoise_flags(p, "run id (default: today's UTC date, so a scheduler's retry is the same run)")
+    _flags(p, denoise_flags("run id (default: today's UTC date, so a scheduler's retry is the same run)"))
     p.add_argument("--reprocess-stale", action="store_true", help="also redo inputs whose result came from another model or config")
     p.add_argument("--prune", action="store_true", help="delete the outputs of inputs that are gone from the input prefix")
     p.add_argument("--max-attempts", type=int, default=3, help="stop retrying an unchanged input after this many failures")
 
     p = sub.add_parser("evaluate", help="score models and baselines on paired clean/noisy corpora")
-    _common(p)
-    p.add_argument("--clean", dest="clean_uri", help="clean prefix")
-    p.add_argument("--noisy", dest="noisy_uri", help="noisy prefix (keys match the clean prefix)")
-    p.add_argument("--pairs", dest="pairs_uri", help="CSV or Parquet manifest with clean_uri,noisy_uri columns")
-    p.add_argument("--output", dest="output_uri", help="where the table and summary go")
-    _model_flag(p)
+    _flags(p, evaluate_flags())
     p.add_argument("--models", help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
                    "rnnoise,noisy,spectral_gating,wiener (baselines)")
-    p.add_argument("--run-id")
 
     p = sub.add_parser("train", help="train a model of the family (the recipe's model_name) from a recipe: Ray Train (TorchTrainer) or one local process")
-    _common(p)
-    p.add_argument("--name", help="run name; rerunning the same name resumes it")
+    _flags(p, TRAIN_FLAGS)
     p.add_argument("--executor", choices=("ray", "local"), default="ray",
                    help="ray: Ray Train workers fed by Ray Data; local: this process only, no Ray (CPU or one GPU)")
     p.add_argument("--device", default="auto", help="local executor only: auto, cpu, cuda")

@@ -13,10 +13,10 @@ import os
 def run(args) -> int:
     import pyarrow.parquet as pq
 
-    from jobs.denoise import print_summary
     from pipeline.audio.demo_data import DemoConfig, write_demo_corpus
     from pipeline.core import schema as S
     from pipeline.denoise.job import DenoiseConfig, run_denoise
+    from pipeline.denoise.summary import format_summary
 
     root = os.path.abspath(args.workdir)
     corpus = os.path.join(root, "corpus")
@@ -29,7 +29,7 @@ def run(args) -> int:
         reference_uri=os.path.join(corpus, "clean"),
     )
     summary = run_denoise(config)
-    print_summary(summary)
+    print(format_summary(summary))
     table = pq.read_table(os.path.join(summary["run_uri"], "clips"))
     columns = [S.INPUT_KEY, S.STATUS, S.DURATION_SECONDS, S.PESQ_WB, S.SI_SDR_DB, S.REMOVED_NOISE_DB, S.GMM_NLL]
     print(table.select(columns).to_pandas().round(3).to_string(index=False))

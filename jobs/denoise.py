@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import logging
-
-log = logging.getLogger(__name__)
-
-
-def print_summary(summary: dict) -> None:
-    if summary.get("dry_run"):
-        print(f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed")
-        for key in summary["keys"][:20]:
-            print(f"  {key}")
-        if summary["clips"] > 20:
-            print(f"  … and {summary['clips'] - 20} more")
-        return
-    if summary.get("already_committed"):
-        print(f"run {summary['run_id']} was already committed; outputs unchanged")
-    print(
-        f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
-        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s "
-        f"= {summary['audio_seconds_per_second']:.1f}x real time"
-    )
-    if summary.get("streamed"):
-        print(f"{summary['streamed']} long files streamed block by block (no reference metrics for them)")
-    if summary["errors_by_kind"]:
-        print("errors by kind: " + json.dumps(summary["errors_by_kind"]))
-    print(f"outputs: {summary['run_uri']}")
-
 
 def run(args) -> int:
-    from jobs.cli import denoise_config
-    from pipeline.denoise.job import run_denoise
+    from pipeline.core.cli_flags import denoise_flags, overrides_from
+    from pipeline.core.config import load_yaml
+    from pipeline.denoise.job import DenoiseConfig, run_denoise
+    from pipeline.denoise.summary import format_summary
 
-    summary = run_denoise(denoise_config(args), dry_run=args.dry_run)
-    print_summary(summary)
+    config = load_yaml(DenoiseConfig, args.config, overrides_from(args, denoise_flags()))
+    print(format_summary(run_denoise(config, dry_run=args.dry_run)))
     return 0

@@ -9,6 +9,11 @@ import time
 log = logging.getLogger(__name__)
 
 
+def format_stats(stats: dict) -> str:
+    """The model's scalar per-clip stats under the family's own names (``  gmm_nll=1.234``); lists are left out."""
+    return "".join(f"  {k}={v:.3f}" for k, v in stats.items() if isinstance(v, (int, float)))
+
+
 def run(args) -> int:
     from pipeline.audio.codec import AudioError, decode, encode
     from pipeline.core import storage
@@ -30,6 +35,6 @@ def run(args) -> int:
         target = os.path.join(args.output_dir, os.path.basename(path))
         storage.write_bytes(target, encode(enhanced, audio.sample_rate, audio.format, audio.subtype))
         seconds = time.perf_counter() - start
-        print(f"ok     {path} -> {target}  {audio.duration_seconds:.2f} s audio in {seconds:.2f} s  gmm_nll={stats.gmm_nll:.3f}")
+        print(f"ok     {path} -> {target}  {audio.duration_seconds:.2f} s audio in {seconds:.2f} s{format_stats(stats)}")
     print(f"{len(args.inputs) - failures} enhanced, {failures} failed, model {loaded.model_id}")
     return 1 if failures else 0

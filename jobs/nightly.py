@@ -4,11 +4,14 @@ from __future__ import annotations
 
 
 def run(args) -> int:
-    from jobs.cli import denoise_config
+    from pipeline.core.cli_flags import denoise_flags, overrides_from
+    from pipeline.core.config import load_yaml
+    from pipeline.denoise.job import DenoiseConfig
     from pipeline.denoise.nightly import NightlyConfig, run_nightly
 
     nightly = NightlyConfig(max_attempts=args.max_attempts, reprocess_stale=args.reprocess_stale, prune=args.prune)
-    result = run_nightly(denoise_config(args), nightly)
+    config = load_yaml(DenoiseConfig, args.config, overrides_from(args, denoise_flags()))
+    result = run_nightly(config, nightly)
     counts = result["counts"]
     print(f"nightly {result['run_id']}: {counts['new']} new, {counts['changed']} changed, {counts['retry']} to retry, "
           f"{counts['stale']} stale, {counts['unchanged']} unchanged, {counts['deleted']} gone from the input")

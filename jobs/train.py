@@ -8,12 +8,11 @@ import json
 
 def run(args) -> int:
     from pipeline.core import storage
+    from pipeline.core.cli_flags import TRAIN_FLAGS, overrides_from
     from pipeline.core.config import load_yaml
     from pipeline.train.job import TrainConfig, run_train, run_train_local
 
-    from jobs.cli import overrides_from
-
-    overrides = overrides_from(args, {"name": "name"})
+    overrides = overrides_from(args, TRAIN_FLAGS)
     config = load_yaml(TrainConfig, args.config, overrides)
     run_info = {"recipe": args.config, "overrides": {k: str(v) for k, v in overrides.items()}}
     if args.config:

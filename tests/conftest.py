@@ -19,6 +19,31 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+# Test tiers (markers registered in pyproject.toml): a test is marked by the fixtures it uses, so
+# `make test-fast` (-m "not slow and not ray and not browser") needs no list of files to keep.
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        closure = set(getattr(item, "fixturenames", ()))
+        own = set(getattr(getattr(item, "_fixtureinfo", None), "argnames", ()))
+        if "ray_local" in closure:
+            item.add_marker(pytest.mark.ray)
+        if "s3_bucket" in closure or "s3_endpoint" in own:  # ray_local starts moto too, only for its env
+            item.add_marker(pytest.mark.s3)
+        if "chromium" in closure:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless Chromium binary (``make test`` installs Debian's); fails, not skips, without one."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("headless Chromium is needed for the report test: apt-get install chromium (make test installs it)")
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -91,6 +91,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(900)
 def test_nightly_through_ray_job_submit_on_a_real_local_cluster(tmp_path, tiny_checkpoint):
     """`ray start --head`, the cron wrapper twice on two nights (and once more), then `ray stop`."""

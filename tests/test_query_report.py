@@ -4,15 +4,14 @@ and the report opened in a real headless Chromium."""
 from __future__ import annotations
 
 import collections
-import io
 import json
 import math
-import shutil
 import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import TINY_CONFIG, make_corpus
 
 from jobs.cli import main
 from pipeline.core import schema as S
@@ -21,7 +20,6 @@ from pipeline.core.runs import RunPaths
 from pipeline.denoise.job import DenoiseConfig, run_denoise
 from pipeline.inference.longform import StreamConfig
 from pipeline.inference.stages import ModelStageConfig, WriteConfig
-from conftest import TINY_CONFIG, make_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +67,13 @@ def test_runs_view_and_latest_match_the_markers_and_tables(two_runs, capsys):
         assert (r["clips"], r["ok"], r["errors"]) == (marker["summary"]["clips"], marker["summary"]["ok"], marker["summary"]["errors"])
         assert r["clips"] == len(tables[r["run_id"]]) and r["model_id"] == marker["model_id"]
         assert r["cpu_seconds"] > 0 and r["gpu_seconds"] == 0 and r["cpu_seconds_per_audio_hour"] > 0
-    assert runs[0]["config_sha256"] == runs[1]["config_sha256"] or runs[0]["model_id"] != runs[1]["model_id"]
+    # The two runs' configs differ only in the checkpoint (and the run id, which the hash leaves out):
+    # the runs view's full-config hash must tell them apart.
+    configs = [json.loads(open(f"{RunPaths.of(out, r).run_uri}/_COMMITTED.json").read())["config"] for r in RUNS]
+    for c in configs:
+        c.pop("run_id"), c["model"].pop("checkpoint_uri")
+    assert configs[0] == configs[1]
+    assert len(runs[0]["config_sha256"]) == 64 and runs[0]["config_sha256"] != runs[1]["config_sha256"]
     latest = json.loads(_query(capsys, out, "SELECT input_key, run_id, model_id FROM latest ORDER BY input_key", "--format", "json"))
     assert [r["input_key"] for r in latest] == sorted(expect)
     assert {r["run_id"] for r in latest} == {"night-2"}
@@ -91,7 +95,11 @@ def test_worst_matches_the_parquet(two_runs, capsys):
 def test_errors_compare_and_noise_profile(two_runs, capsys):
     out, expect, tables = two_runs
     errors = json.loads(_query(capsys, out, "--errors", "--format", "json"))
-    counted = collections.Counter(r[S.ERROR].split(":", 1)[0] for r in tables["night-2"] if r[S.STATUS] != "ok")
+    failed = [r for r in tables["night-2"] if r[S.STATUS] != "ok"]
+    # The kind is recorded with the error, and the message still leads with it for a reader.
+    assert all(r[S.ERROR].startswith(f"{r[S.ERROR_KIND]}: ") for r in failed)
+    assert all(r[S.ERROR_KIND] is None for r in tables["night-2"] if r[S.STATUS] == "ok")
+    counted = collections.Counter(r[S.ERROR_KIND] for r in failed)
     assert {e["error_kind"]: e["clips"] for e in errors} == dict(counted) == {"bad_header": 1, "empty": 1}
 
     compared = json.loads(_query(capsys, out, "--compare", *RUNS, "--format", "json"))
@@ -153,14 +161,7 @@ def test_dnsmos_columns_in_the_denoise_table(two_runs):
     assert rows["corrupt.wav"][S.DNSMOS_OVRL] is None
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.fail("headless Chromium is needed for the report test: apt-get install chromium (make test installs it)")
-
-
-def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_chromium(two_runs, tmp_path):
+def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_chromium(two_runs, tmp_path, chromium):
     import matplotlib.image
 
     out, _, _ = two_runs
@@ -178,7 +179,7 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
 
     shot = str(tmp_path / "report.png")
     proc = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
          "--v=0", "--window-size=1280,2400", f"--screenshot={shot}", f"file://{report}"],
         capture_output=True, text=True, timeout=120,
     )
@@ -213,7 +214,7 @@ def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint,
     assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
     report = str(tmp_path / "s3.html")
     assert main(["report", f"s3://{bucket}/out", "--out", report, "--clips", "1", "--endpoint-url", endpoint]) == 0
-    text = io.open(report, encoding="utf-8").read()
+    text = open(report, encoding="utf-8").read()
     # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
     assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
     assert "testing-secret-value" not in text

@@ -12,7 +12,6 @@ Arrays are float32 mono at the model rate; levels are in dB (SNR) and dBFS
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,18 +173,6 @@ def mix_example(
     # Never clip: clipping is a distortion the model would have to learn to keep.
     gain = min(gain, 0.99 / max(float(np.abs(noisy).max()), 1e-9))
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32), snr
-
-
-def mixed_batches(
-    clean: list[np.ndarray], noise: list[np.ndarray], config: MixConfig, batch_size: int, seed: int
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Endless (noisy, clean) batches, each (batch_size, segment) float32, reproducible from ``seed``."""
-    if not clean or not noise:
-        raise ValueError("mixing needs at least one clean and one noise signal")
-    rng = np.random.default_rng(seed)
-    while True:
-        pairs = [mix_example(clean[rng.integers(len(clean))], noise[rng.integers(len(noise))], config, rng)[:2] for _ in range(batch_size)]
-        yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 def indexed_example(

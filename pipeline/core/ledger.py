@@ -44,6 +44,8 @@ class Ledger:
         table = read_parquet(uri, config)
         meta = table.schema.metadata or {}
         applied = json.loads(meta.get(APPLIED_RUNS, b"[]"))
+        names = [S.OUTPUT_CONFIG_SHA256 if n == S.LEGACY_OUTPUT_CONFIG_SHA256 else n for n in table.column_names]
+        table = table.rename_columns(names)
         return cls(rows={r[S.INPUT_KEY]: r for r in table.cast(S.LEDGER_SCHEMA).to_pylist()}, applied_runs=applied)
 
     def write(self, output_uri: str, config: storage.StorageConfig) -> None:
@@ -56,7 +58,8 @@ class Ledger:
     def apply(self, run_id: str, marker: dict, clips: pa.Table) -> None:
         """Take a committed run's rows as the current results of their inputs."""
         now = dt.datetime.now(dt.timezone.utc)
-        config_sha = marker.get(KIND_NIGHTLY, {}).get("config_sha256")
+        nightly = marker.get(KIND_NIGHTLY, {})
+        config_sha = nightly.get(S.OUTPUT_CONFIG_SHA256, nightly.get(S.LEGACY_OUTPUT_CONFIG_SHA256))
         for row in clips.to_pylist():
             key = row[S.INPUT_KEY]
             ident = identity(row[S.INPUT_SIZE], row[S.INPUT_ETAG], row[S.INPUT_MTIME])
@@ -67,7 +70,7 @@ class Ledger:
                 attempts = 1 + (before[S.ATTEMPTS] if before and before[S.IDENTITY] == ident and before[S.STATUS] != S.STATUS_OK else 0)
             self.rows[key] = {
                 S.INPUT_KEY: key, S.INPUT_SIZE: row[S.INPUT_SIZE], S.INPUT_ETAG: row[S.INPUT_ETAG], S.INPUT_MTIME: row[S.INPUT_MTIME],
-                S.IDENTITY: ident, S.MODEL_ID: marker.get("model_id"), S.CONFIG_SHA256: config_sha, S.RUN_ID: run_id,
+                S.IDENTITY: ident, S.MODEL_ID: marker.get("model_id"), S.OUTPUT_CONFIG_SHA256: config_sha, S.RUN_ID: run_id,
                 S.STATUS: row[S.STATUS], S.ERROR: row[S.ERROR], S.ATTEMPTS: attempts, S.OUTPUT_KEY: row[S.OUTPUT_KEY],
                 S.UPDATED_AT: now,
             }

@@ -35,6 +35,9 @@ SAMPLE_RATE = "sample_rate"
 CHANNELS = "channels"
 STATUS = "status"
 ERROR = "error"
+# The error's kind, set where the error is made (an AudioError's label, "storage", "not_found" or the exception's type):
+# what `query --errors` and the run summary count by, so nothing parses the message.
+ERROR_KIND = "error_kind"
 OUTPUT_KEY = "output_key"
 STREAMED = "streamed"  # long file enhanced block by block (no reference metrics)
 MODEL_ID = "model_id"
@@ -91,6 +94,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field(CHANNELS, pa.int32()),
         pa.field(STATUS, pa.string(), nullable=False),
         pa.field(ERROR, pa.string()),
+        pa.field(ERROR_KIND, pa.string()),
         pa.field(OUTPUT_KEY, pa.string()),
         pa.field(STREAMED, pa.bool_()),
         pa.field(MODEL_ID, pa.string()),
@@ -150,7 +154,10 @@ EVAL_SCHEMA = _eval_schema()
 
 # The nightly ledger (pipeline.denoise.nightly): one row per input key, its current result.
 IDENTITY = "identity"
-CONFIG_SHA256 = "config_sha256"
+# The hash of the config keys that shape an output (pipeline.denoise.nightly.output_config_sha256), not
+# the runs view's hash of a run's whole config (pipeline.core.results.CONFIG_SHA256).
+OUTPUT_CONFIG_SHA256 = "output_config_sha256"
+LEGACY_OUTPUT_CONFIG_SHA256 = "config_sha256"  # its name in ledgers and nightly markers written before
 ATTEMPTS = "attempts"
 UPDATED_AT = "updated_at"
 LEDGER_SCHEMA = pa.schema(
@@ -161,7 +168,7 @@ LEDGER_SCHEMA = pa.schema(
         pa.field(INPUT_MTIME, pa.timestamp("us", tz="UTC")),
         pa.field(IDENTITY, pa.string()),
         pa.field(MODEL_ID, pa.string()),
-        pa.field(CONFIG_SHA256, pa.string()),
+        pa.field(OUTPUT_CONFIG_SHA256, pa.string()),
         pa.field(RUN_ID, pa.string()),
         pa.field(STATUS, pa.string()),
         pa.field(ERROR, pa.string()),

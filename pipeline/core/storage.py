@@ -57,12 +57,6 @@ class StorageConfig:
         if self.retry_backoff_seconds < 0 or self.connect_timeout_seconds <= 0 or self.read_timeout_seconds <= 0:
             raise ValueError("retry_backoff_seconds must be >= 0 and the timeouts > 0")
 
-    @classmethod
-    def from_env(cls) -> StorageConfig:
-        """Endpoint from ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` as the AWS SDKs read it."""
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        return cls(endpoint_url=endpoint, region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-
 
 def protocol_of(uri: str) -> str:
     return uri.split("://", 1)[0] if "://" in uri else "file"
@@ -267,8 +261,10 @@ def arrow_filesystem(uri: str, config: StorageConfig | None = None):
         }
         if config.region:
             options["region"] = config.region
-        if config.endpoint_url:
-            scheme, _, host = config.endpoint_url.partition("://")
+        # pyarrow's S3 client does not read the AWS SDKs' endpoint variables itself (botocore, behind fsspec, does).
+        endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
             options["endpoint_override"] = host.rstrip("/")
             options["scheme"] = scheme
         return pafs.S3FileSystem(**options), uri.split("://", 1)[1]

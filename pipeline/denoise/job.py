@@ -31,7 +31,15 @@ from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.runs import RunPaths, default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.inference.longform import LongFileWriter, StreamConfig
-from pipeline.inference.stages import AUDIO, ENHANCED_AUDIO, DecodeConfig, DecodeStage, ModelStageConfig, WriteConfig, WriteStage
+from pipeline.inference.stages import (
+    AUDIO,
+    ENHANCED_AUDIO,
+    DecodeConfig,
+    DecodeStage,
+    ModelStageConfig,
+    WriteConfig,
+    WriteStage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +129,9 @@ def stage_cost(table: pa.Table, actors: ActorConfig, use_gpu: bool, cpus_per_cpu
 
 def summarize(table: pa.Table, wall_seconds: float) -> dict:
     """Counts, hours, errors by kind and throughput of a finished run's clip table."""
-    rows = table.select([S.STATUS, S.ERROR, S.DURATION_SECONDS, S.STREAMED]).to_pylist()
+    rows = table.select([S.STATUS, S.ERROR_KIND, S.DURATION_SECONDS, S.STREAMED]).to_pylist()
     ok = [r for r in rows if r[S.STATUS] == S.STATUS_OK]
-    kinds = collections.Counter((r[S.ERROR] or "unknown").split(":", 1)[0] for r in rows if r[S.STATUS] != S.STATUS_OK)
+    kinds = collections.Counter(r[S.ERROR_KIND] or "unknown" for r in rows if r[S.STATUS] != S.STATUS_OK)
     audio_seconds = sum(r[S.DURATION_SECONDS] or 0.0 for r in ok)
     return {
         "clips": len(rows),

@@ -89,7 +89,7 @@ def plan(manifest: pa.Table, ledger: Ledger, model_id: str, config_sha: str, nig
                 reasons["bad_content"].append(key)
             else:
                 reasons["retry" if before[S.ATTEMPTS] < nightly.max_attempts else "gave_up"].append(key)
-        elif nightly.reprocess_stale and (before[S.MODEL_ID] != model_id or before[S.CONFIG_SHA256] != config_sha):
+        elif nightly.reprocess_stale and (before[S.MODEL_ID] != model_id or before[S.OUTPUT_CONFIG_SHA256] != config_sha):
             reasons["stale"].append(key)
         else:
             reasons["unchanged"].append(key)
@@ -157,7 +157,7 @@ def run_nightly(config: DenoiseConfig, nightly: NightlyConfig) -> dict:
         result["nothing_new"] = True
     else:
         subset = manifest.filter(pa.array([k in todo for k in manifest.column(S.KEY).to_pylist()]))
-        extra = {KIND_NIGHTLY: {"config_sha256": config_sha, "reasons": {r: counts[r] for r in TODO_REASONS}}}
+        extra = {KIND_NIGHTLY: {S.OUTPUT_CONFIG_SHA256: config_sha, "reasons": {r: counts[r] for r in TODO_REASONS}}}
         summary = run_denoise(config, manifest=subset, kind=KIND_NIGHTLY, marker_extra=extra)
         marker = read_commit(RunPaths.of(config.output_uri, run_id), config.storage)
         from pipeline.core.results import Run, read_run_table

@@ -2,8 +2,8 @@
 
 Pairs come from two prefixes with matching relative keys (VoiceBank+DEMAND
 style) or from a manifest (CSV or Parquet with ``clean_uri`` and ``noisy_uri``
-columns). DiffGMM runs in model actors; the baselines and all metrics run in
-CPU tasks, so PESQ never serialises the job. Unpaired files get rows with
+columns). Each neural model (a shipped one by name or a checkpoint) runs in its
+own stage of model actors; the baselines and all metrics run in CPU tasks, so PESQ never serialises the job. Unpaired files get rows with
 ``status="error"`` and ``error="unpaired: …"``.
 
 Outputs under ``<output>/runs/<run_id>/``: ``clips/part-*.parquet``
@@ -32,7 +32,7 @@ from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.inference.stages import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, ModelStageConfig, error_text, pack_audio, unpack_audio
 from pipeline.quality.baselines import BASELINES
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns
-from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, score_all
+from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, join_errors, score_all
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,7 @@ class ScoreStage:
                 out[name] = after[name].value
                 out[f"input_{name}"] = before[name].value
                 out[f"delta_{name}"] = after[name].value - before[name].value
-            errors = [f"{n}: {s.error}" for n, s in after.items() if s.error] + ([trimmed] if trimmed else [])
-            out[S.METRICS_ERROR] = "; ".join(errors) or None
+            out[S.METRICS_ERROR] = "; ".join(filter(None, [join_errors(after), trimmed])) or None
             rows.append(out)
             outputs.append((out, enhanced[: len(clean)]))
         if self.dnsmos is not None and outputs:

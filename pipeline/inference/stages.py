@@ -22,14 +22,34 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from pipeline.audio.codec import AUDIO_ERROR_KINDS, AUDIO_EXTENSIONS, CHANNEL_POLICIES, AudioError, decode, encode, fit_length, format_for_key, resample, to_channels
+from pipeline.audio.codec import (
+    AUDIO_ERROR_KINDS,
+    AUDIO_EXTENSIONS,
+    CHANNEL_POLICIES,
+    AudioError,
+    decode,
+    encode,
+    fit_length,
+    format_for_key,
+    resample,
+    to_channels,
+)
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.redact import redact
 from pipeline.inference.enhance import EnhanceConfig, mean_stats
 from pipeline.inference.longform import LongFileWriter, StreamConfig, probe
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns
-from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, power_db, removed_noise_db, rms_dbfs, score_all
+from pipeline.quality.metrics import (
+    DNSMOS,
+    METRIC_NAMES,
+    check_metric_names,
+    join_errors,
+    power_db,
+    removed_noise_db,
+    rms_dbfs,
+    score_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +68,7 @@ _CARRIED = [
     pa.field(S.MTIME, pa.timestamp("us", tz="UTC")),
     pa.field(S.STATUS, pa.string()),
     pa.field(S.ERROR, pa.string()),
+    pa.field(S.ERROR_KIND, pa.string()),
     pa.field(S.SAMPLE_RATE, pa.int32()),
     pa.field(S.CHANNELS, pa.int32()),
     pa.field(S.DURATION_SECONDS, pa.float64()),
@@ -61,15 +82,25 @@ _CARRIED = [
 ]
 DECODED_SCHEMA = pa.schema(_CARRIED)
 
-def error_text(exc: BaseException) -> str:
-    """``kind: message`` for a table's error column (kind: AudioError's label, ``storage``, ``not_found`` or the type name)."""
+def error_kind(exc: BaseException) -> str:
+    """The short label of an error: an AudioError's ``kind``, ``storage``, ``not_found`` or the exception's type name."""
     if isinstance(exc, AudioError):
-        return redact(str(exc))
+        return exc.kind
     if isinstance(exc, storage.StorageError):
-        kind = "storage"
-    else:
-        kind = "not_found" if isinstance(exc, FileNotFoundError) else type(exc).__name__
-    return redact(f"{kind}: {exc}")[:2000]
+        return "storage"
+    return "not_found" if isinstance(exc, FileNotFoundError) else type(exc).__name__
+
+
+def error_text(exc: BaseException) -> str:
+    """``kind: message`` for a table's error column (kind: :func:`error_kind`), credentials redacted."""
+    if isinstance(exc, AudioError):  # its message already starts with its kind
+        return redact(str(exc))[:2000]
+    return redact(f"{error_kind(exc)}: {exc}")[:2000]
+
+
+def error_columns(exc: BaseException) -> dict[str, str]:
+    """A failed row's ``error`` and ``error_kind``, both made here from the exception."""
+    return {S.ERROR: error_text(exc), S.ERROR_KIND: error_kind(exc)}
 
 
 def is_content_error(error: str | None) -> bool:
@@ -142,7 +173,7 @@ class DecodeStage:
     def decode_row(self, row: dict) -> dict:
         start = time.perf_counter()
         out = {f.name: row.get(f.name) for f in _CARRIED}
-        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, AUDIO: None, AUDIO_CHANNELS: None, S.STREAMED: False})
+        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, S.ERROR_KIND: None, AUDIO: None, AUDIO_CHANNELS: None, S.STREAMED: False})
         uri = storage.join(self.input_uri, row[S.KEY])
         try:
             size = row.get(S.SIZE) or 0  # 0-byte files go to decode(), which names them empty
@@ -165,7 +196,7 @@ class DecodeStage:
             signal = resample(to_channels(audio.samples, self.config.channel_policy), audio.sample_rate, self.model_rate)
             out[AUDIO], out[AUDIO_CHANNELS] = pack_audio(signal)
         except Exception as exc:  # every failure becomes this row's error; the block goes on
-            out.update({S.STATUS: S.STATUS_ERROR, S.ERROR: error_text(exc)})
+            out.update({S.STATUS: S.STATUS_ERROR, **error_columns(exc)})
         out[S.SECONDS_DECODE] = time.perf_counter() - start
         return out
 
@@ -221,7 +252,7 @@ class ModelStage:
         self.prefix = prefix
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        optional = [c for c in (S.STREAMED, S.KEY, FORMAT, SUBTYPE) if c in batch.column_names]
+        optional = [c for c in (S.ERROR_KIND, S.STREAMED, S.KEY, FORMAT, SUBTYPE) if c in batch.column_names]
         rows = batch.select([S.STATUS, S.ERROR, AUDIO, AUDIO_CHANNELS, *optional]).to_pylist()
         streamed = [i for i, r in enumerate(rows) if r[S.STATUS] == S.STATUS_OK and r.get(S.STREAMED)]
         todo = [
@@ -252,11 +283,12 @@ class ModelStage:
             _set_stats(new, i, mean_stats([p[2] for p in parts]))
         new[S.STATUS] = [r[S.STATUS] for r in rows]
         new[S.ERROR] = [r[S.ERROR] for r in rows]
+        new[S.ERROR_KIND] = [r.get(S.ERROR_KIND) for r in rows]
         for i in streamed:
             self._stream(rows[i], i, new)
         types = {self.prefix + k: v for k, v in MODEL_FIELDS.items()}
-        types |= {self.output_column: pa.large_binary(), S.STATUS: pa.string(), S.ERROR: pa.string()}
-        new = {(k if k in (self.output_column, S.STATUS, S.ERROR) else self.prefix + k): v for k, v in new.items()}
+        types |= {self.output_column: pa.large_binary(), S.STATUS: pa.string(), S.ERROR: pa.string(), S.ERROR_KIND: pa.string()}
+        new = {(k if k in (self.output_column, S.STATUS, S.ERROR, S.ERROR_KIND) else self.prefix + k): v for k, v in new.items()}
         return with_columns(batch, new, types)
 
     def _stream(self, row: dict, i: int, new: dict[str, list]) -> None:
@@ -267,7 +299,7 @@ class ModelStage:
             key, fmt, subtype = output_target(row, self.long_files.output_format)
             result = self.long_files.run(self.enhancer, row[S.KEY], key, fmt, subtype)
         except Exception as exc:  # the file's error, not the actor's
-            new[S.STATUS][i], new[S.ERROR][i] = S.STATUS_ERROR, error_text(exc)
+            new[S.STATUS][i], new[S.ERROR][i], new[S.ERROR_KIND][i] = S.STATUS_ERROR, error_text(exc), error_kind(exc)
             return
         new[S.SECONDS_MODEL][i] = result.seconds
         new[S.INPUT_RMS_DBFS][i] = _finite(power_db(result.input_power))
@@ -382,8 +414,7 @@ class WriteStage:
             return {n: math.nan for n in names}, f"reference: {error_text(exc)}"
         reference = resample(to_channels(ref.samples, "downmix")[0], ref.sample_rate, self.model_rate)
         scores = score_all(reference, enhanced.mean(axis=0), self.model_rate, self.config.reference_metrics)
-        errors = "; ".join(f"{n}: {s.error}" for n, s in scores.items() if s.error) or None
-        return {n: s.value for n, s in scores.items()}, errors
+        return {n: s.value for n, s in scores.items()}, join_errors(scores)
 
     def write_row(self, row: dict) -> dict:
         start = time.perf_counter()
@@ -395,7 +426,7 @@ class WriteStage:
                 S.INPUT_SIZE: row[S.SIZE],
                 S.INPUT_ETAG: row[S.ETAG],
                 S.INPUT_MTIME: row[S.MTIME],
-                **{c: row.get(c) for c in (S.DURATION_SECONDS, S.SAMPLE_RATE, S.CHANNELS, S.STATUS, S.ERROR, S.MODEL_ID)},
+                **{c: row.get(c) for c in (S.DURATION_SECONDS, S.SAMPLE_RATE, S.CHANNELS, S.STATUS, S.ERROR, S.ERROR_KIND, S.MODEL_ID)},
                 **{c: row.get(c) for c in (S.SECONDS_DECODE, S.SECONDS_MODEL, S.INPUT_RMS_DBFS, S.OUTPUT_RMS_DBFS)},
                 **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY, S.MODEL_STATS, S.STREAMED)},
             }
@@ -426,7 +457,7 @@ class WriteStage:
                         metrics_error = "; ".join(filter(None, [metrics_error, f"dnsmos: {error_text(exc)}"]))
                 out[S.METRICS_ERROR] = metrics_error
             except Exception as exc:  # a failed write is this clip's error, not the job's
-                out.update({S.STATUS: S.STATUS_ERROR, S.ERROR: error_text(exc), S.OUTPUT_KEY: None})
+                out.update({S.STATUS: S.STATUS_ERROR, **error_columns(exc), S.OUTPUT_KEY: None})
         out[S.SECONDS_WRITE] = time.perf_counter() - start
         return out
 

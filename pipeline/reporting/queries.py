@@ -50,13 +50,13 @@ def worst(run_id: str, limit: int, metric: str) -> str:
 
 
 def errors(run_id: str | None) -> str:
-    """Error rows counted by kind (the text before the first colon of ``error``), with one example each."""
+    """Error rows counted by ``error_kind`` (set where the error was made), with one example each."""
     where = f"{S.STATUS} <> '{S.STATUS_OK}'" + (f" AND {S.RUN_ID} = {_quote(run_id)}" if run_id else "")
     source = "clips" if run_id else "latest"
     return (
-        f"SELECT split_part({S.ERROR}, ':', 1) AS error_kind, count(*) AS clips, min({S.INPUT_KEY}) AS example_key,\n"
+        f"SELECT coalesce({S.ERROR_KIND}, 'unknown') AS {S.ERROR_KIND}, count(*) AS clips, min({S.INPUT_KEY}) AS example_key,\n"
         f"       min({S.ERROR}) AS example_error\n"
-        f"FROM {source} WHERE {where}\nGROUP BY error_kind ORDER BY clips DESC, error_kind"
+        f"FROM {source} WHERE {where}\nGROUP BY 1 ORDER BY clips DESC, 1"
     )
 
 

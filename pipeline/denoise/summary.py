@@ -1,0 +1,29 @@
+"""The operator's summary of a denoise run (what ``diffgmm denoise`` and ``diffgmm demo`` print)."""
+
+from __future__ import annotations
+
+import json
+
+
+def format_summary(summary: dict) -> str:
+    """Lines for a summary dict of :func:`pipeline.denoise.job.run_denoise` (a dry run's, a committed run's)."""
+    if summary.get("dry_run"):
+        lines = [f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed"]
+        lines += [f"  {key}" for key in summary["keys"][:20]]
+        if summary["clips"] > 20:
+            lines.append(f"  … and {summary['clips'] - 20} more")
+        return "\n".join(lines)
+    lines = []
+    if summary.get("already_committed"):
+        lines.append(f"run {summary['run_id']} was already committed; outputs unchanged")
+    lines.append(
+        f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
+        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s "
+        f"= {summary['audio_seconds_per_second']:.1f}x real time"
+    )
+    if summary.get("streamed"):
+        lines.append(f"{summary['streamed']} long files streamed block by block (no reference metrics for them)")
+    if summary["errors_by_kind"]:
+        lines.append("errors by kind: " + json.dumps(summary["errors_by_kind"]))
+    lines.append(f"outputs: {summary['run_uri']}")
+    return "\n".join(lines)
