@@ -50,6 +50,7 @@ def render(table, fmt: str) -> bytes:
 def run(args) -> int:
     from pipeline.core import storage
     from pipeline.core.results import Results
+    from pipeline.reporting.views import connect
 
     if args.format == "parquet" and not args.out:
         raise ValueError("--format parquet needs --out FILE (Parquet is not for a terminal)")
@@ -60,7 +61,7 @@ def run(args) -> int:
     sql = build_sql(args, results)
     if args.show_sql:
         print(sql, file=sys.stderr)
-    table = results.connect().sql(sql).arrow()
+    table = connect(results).sql(sql).arrow()
     if hasattr(table, "read_all"):  # DuckDB may hand back a record batch reader
         table = table.read_all()
     data = render(table, args.format)

@@ -56,6 +56,8 @@ def other_checkpoint(tmp_path_factory) -> str:
 
 def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, tiny_checkpoint, other_checkpoint):
     from pipeline.core.results import Results
+    from pipeline.reporting import queries
+    from pipeline.reporting.views import connect
 
     root = str(tmp_path)
     for i in range(4):
@@ -78,7 +80,7 @@ def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, 
     assert len(ledger.rows) == 6 and ledger.applied_runs == ["n1", "n2"]
     assert ledger.rows["day1/c1.wav"][S.RUN_ID] == "n1" and ledger.rows["day1/c0.wav"][S.RUN_ID] == "n2"
     assert ledger.rows["day1/broken.wav"][S.ATTEMPTS] == 1 and ledger.rows["day1/broken.wav"][S.STATUS] == "error"
-    con = Results(f"{root}/out").connect()
+    con = connect(Results(f"{root}/out"))
     latest = dict(con.execute(f"SELECT {S.INPUT_KEY}, {S.RUN_ID} FROM latest").fetchall())
     assert len(latest) == 6 and latest["day1/c0.wav"] == "n2" and latest["day1/c2.wav"] == "n1"
 
@@ -107,7 +109,14 @@ def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, 
     assert kept["deleted"] == ["day2/c4.wav"] and output.exists()
     pruned = run_nightly(_config(root, other_checkpoint, "n7"), NightlyConfig(max_attempts=2, prune=True))
     assert pruned["pruned_outputs"] == 1 and not output.exists()
-    assert "day2/c4.wav" not in Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage).rows
+    ledger = Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage)
+    assert "day2/c4.wav" not in ledger.rows
+    # Issue 22 #3: `latest` (and the named queries over it) follow the ledger: the pruned input is gone.
+    con = connect(Results(f"{root}/out"))
+    latest = {k for (k,) in con.execute(f"SELECT {S.INPUT_KEY} FROM latest").fetchall()}
+    assert latest == set(ledger.rows) and "day2/c4.wav" not in latest
+    folders = {folder for folder, *_ in con.execute(queries.noise_profile(1)).fetchall()}
+    assert folders and "day2" not in folders
 
 
 def test_ledger_catches_up_with_a_run_committed_before_a_crash(ray_local, tmp_path, tiny_checkpoint):

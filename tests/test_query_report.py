@@ -192,6 +192,37 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     assert len(np.unique((image[::8, ::8, :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 200
 
 
+def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint, capsys):
+    """Issue 22 #1: nightly, query and report on s3:// with the endpoint only in AWS_ENDPOINT_URL_S3 (set by the
+    s3_endpoint fixture, as the README says); no --endpoint-url, no storage.endpoint_url."""
+    import os
+
+    import boto3
+
+    endpoint, bucket = s3_bucket
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == endpoint
+    root = str(tmp_path / "corpus")
+    expect = make_corpus(root)
+    client = boto3.client("s3")  # the variable again, as botocore reads it
+    for key in expect:
+        client.upload_file(f"{root}/noisy/{key}", bucket, f"in/{key}")
+    out = f"s3://{bucket}/out"
+    capsys.readouterr()
+    assert main(["nightly", "--input", f"s3://{bucket}/in/", "--output", f"{out}/", "--model", tiny_checkpoint,
+                 "--run-id", "night-1"]) == 0, capsys.readouterr().err
+    assert f"ledger: {len(expect)} inputs" in capsys.readouterr().out
+    rows = json.loads(_query(capsys, out, "SELECT status, count(*) AS n FROM latest GROUP BY status ORDER BY status",
+                             "--format", "json"))
+    assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
+    assert len(json.loads(_query(capsys, out, "SELECT * FROM ledger", "--format", "json"))) == len(expect)
+    report = str(tmp_path / "s3.html")
+    assert main(["report", out, "--out", report, "--clips", "1"]) == 0
+    text = io.open(report, encoding="utf-8").read()
+    # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
+    assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
+    assert "testing-secret-value" not in text
+
+
 def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint, capsys):
     import boto3
 

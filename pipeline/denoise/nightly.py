@@ -104,13 +104,11 @@ def _catch_up(output_uri: str, ledger: Ledger, config: storage.StorageConfig) ->
     """Apply committed nightly runs the ledger has not seen (oldest first); True when it changed."""
     from pipeline.core.results import committed_runs, read_run_table
 
-    changed = False
-    for run in committed_runs(output_uri, config):
-        if run.kind == KIND_NIGHTLY and run.run_id not in ledger.applied_runs:
-            log.info("ledger catches up with committed run %s", run.run_id)
-            ledger.apply(run.run_id, run.marker, read_run_table(run, config))
-            changed = True
-    return changed
+    runs = committed_runs(output_uri, config)
+    behind = [r.run_id for r in runs if r.kind == KIND_NIGHTLY and r.run_id not in ledger.applied_runs]
+    if behind:
+        log.info("ledger catches up with committed runs %s", ", ".join(behind))
+    return ledger.catch_up(runs, lambda run: read_run_table(run, config))
 
 
 def _prune(output_uri: str, ledger: Ledger, keys: list[str], config: storage.StorageConfig) -> int:

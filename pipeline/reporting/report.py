@@ -292,8 +292,9 @@ def errors_section(table: pa.Table) -> str:
 
 def comparison_section(results: Results, run: Run, against: Run) -> str:
     from pipeline.reporting import queries
+    from pipeline.reporting.views import connect
 
-    rows = results.connect().sql(queries.compare(against.run_id, run.run_id)).arrow()
+    rows = connect(results).sql(queries.compare(against.run_id, run.run_id)).arrow()
     if hasattr(rows, "read_all"):
         rows = rows.read_all()
     rows = rows.to_pylist()
