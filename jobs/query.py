@@ -27,6 +27,11 @@ def build_sql(args, results) -> str:
     return args.sql or "SELECT * FROM runs ORDER BY committed_at"
 
 
+def _arrow(relation):
+    table = relation.arrow()
+    return table.read_all() if hasattr(table, "read_all") else table  # DuckDB may hand back a record batch reader
+
+
 def render(table, fmt: str) -> bytes:
     """An Arrow table as the requested format's bytes."""
     if fmt == "parquet":
@@ -61,9 +66,16 @@ def run(args) -> int:
     sql = build_sql(args, results)
     if args.show_sql:
         print(sql, file=sys.stderr)
-    table = connect(results).sql(sql).arrow()
-    if hasattr(table, "read_all"):  # DuckDB may hand back a record batch reader
-        table = table.read_all()
+    con = connect(results)
+    table = _arrow(con.sql(sql))
+    if args.compare:
+        from pipeline.reporting import queries
+
+        run_a, run_b = (results.run(r).run_id for r in args.compare)
+        changed = _arrow(con.sql(queries.compare_changed(run_a, run_b))).column(0).to_pylist()
+        if changed:
+            shown = ", ".join(changed[:20]) + (" …" if len(changed) > 20 else "")
+            print(f"not compared: {len(changed)} inputs changed between {run_a} and {run_b}: {shown}", file=sys.stderr)
     data = render(table, args.format)
     if args.out:
         storage.write_bytes(args.out, data)

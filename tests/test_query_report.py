@@ -248,3 +248,37 @@ def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint,
     # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
     assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
     assert "testing-secret-value" not in text
+
+
+def test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_report(ray_local, tmp_path, tiny_checkpoint, capsys):
+    """Issue 22 #4 and #5: an input rewritten between two runs is not paired by `query --compare` (listed apart),
+    and the older run's report does not play today's input beside that night's output."""
+    import soundfile as sf
+
+    from pipeline.audio.demo_data import generate_pair
+
+    rng = np.random.default_rng(3)
+    root, out = tmp_path / "in", str(tmp_path / "out")
+    root.mkdir()
+    for i in range(3):
+        sf.write(root / f"c{i}.wav", generate_pair(1.0 + 0.2 * i, 5.0, 16000, rng)[0], 16000, subtype="PCM_16")
+
+    def night(run_id: str) -> None:
+        run_denoise(DenoiseConfig(input_uri=str(root), output_uri=out, run_id=run_id, model=ModelStageConfig(checkpoint_uri=tiny_checkpoint)))
+
+    night("r1")
+    # Today's c0 is another, 12 dB quieter recording of another length.
+    sf.write(root / "c0.wav", 0.25 * generate_pair(1.5, 5.0, 16000, rng)[0], 16000, subtype="PCM_16")
+    night("r2")
+    capsys.readouterr()
+    assert main(["query", out, "--compare", "r1", "r2", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(r[S.INPUT_KEY] for r in json.loads(captured.out)) == ["c1.wav", "c2.wav"]
+    assert "not compared: 1 inputs changed between r1 and r2: c0.wav" in captured.err
+
+    report = str(tmp_path / "r1.html")
+    assert main(["report", out, "--run-id", "r1", "--against", "r2", "--out", report, "--clips", "3", "--excerpt-seconds", "2"]) == 0
+    text = open(report, encoding="utf-8").read()
+    assert text.count("input changed since this run") == 1
+    assert text.count("<audio") == 2 * 3 - 1  # no "noisy" player for c0: its input is not the one r1 denoised
+    assert "Not compared: 1 inputs changed between the runs (c0.wav)" in text

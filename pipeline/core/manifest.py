@@ -58,3 +58,10 @@ def list_inputs(
     rows.sort(key=lambda r: r[KEY])
     log.info("listed %d objects under %s", len(rows), uri)
     return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+
+
+def stat_input(uri: str, config: storage.StorageConfig | None = None) -> dict:
+    """One object's size, ETag and modification time, as :func:`list_inputs` records them (``SIZE``, ``ETAG``, ``MTIME``)."""
+    fs, path = storage.filesystem(uri, config)
+    info = storage.retrying("checking", uri, lambda: fs.info(path), config)
+    return {SIZE: int(info.get("size") or 0), ETAG: _etag(info), MTIME: _mtime(info)}
