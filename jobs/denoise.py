@@ -8,6 +8,16 @@ import logging
 log = logging.getLogger(__name__)
 
 
+def throughput(summary: dict) -> str:
+    """``= 9.1x real time``; after a resume, over the clips this attempt processed, with the all-rows figure beside."""
+    rate = f"= {summary['audio_seconds_per_second']:.1f}x real time"
+    resumed = summary.get("resumed_rows") or 0
+    if not resumed:
+        return rate
+    return (f"{rate} on the {summary['processed_clips']} clips processed now ({resumed} resumed from an earlier attempt; "
+            f"{summary['audio_seconds_per_second_all_rows']:.1f}x counting them)")
+
+
 def print_summary(summary: dict) -> None:
     if summary.get("dry_run"):
         print(f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed")
@@ -20,8 +30,7 @@ def print_summary(summary: dict) -> None:
         print(f"run {summary['run_id']} was already committed; outputs unchanged")
     print(
         f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
-        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s "
-        f"= {summary['audio_seconds_per_second']:.1f}x real time"
+        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s " + throughput(summary)
     )
     if summary.get("streamed"):
         print(f"{summary['streamed']} long files streamed block by block (no reference metrics for them)")

@@ -21,8 +21,10 @@ def run(args) -> int:
         print("nothing new: no run was started")
     else:
         s = result["summary"]
+        from jobs.denoise import throughput
+
         print(f"run {result['run_id']}: {s['clips']} clips ({s['ok']} ok, {s['errors']} errors), "
-              f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s")
+              f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s {throughput(s)}")
     if result["gave_up"]:
         print(f"not retried (failed {args.max_attempts} times, unchanged): {', '.join(result['gave_up'])}")
     if result["bad_content"]:

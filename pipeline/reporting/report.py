@@ -305,7 +305,9 @@ def summary_section(run: Run, table: pa.Table) -> str:
                   f"{summary.get('streamed', 0)} streamed)"),
         ("audio", audio_duration(summary.get("audio_hours") or 0.0)),
         ("wall time", f"{summary.get('wall_seconds', math.nan):.1f} s"),
-        ("throughput", f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"),
+        ("throughput", f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"
+                       + (f" on the {summary.get('processed_clips')} clips processed in the last attempt "
+                          f"({summary['resumed_rows']} resumed from an earlier one)" if summary.get("resumed_rows") else "")),
         ("cost", f"{_fmt(cost.get('cpu_seconds_per_audio_hour'), 0)} CPU-s and {_fmt(cost.get('gpu_seconds_per_audio_hour'), 0)} "
                  f"GPU-s per audio hour ({_fmt(cost.get('cpu_seconds'), 1)} CPU-s, {_fmt(cost.get('gpu_seconds'), 1)} GPU-s busy)"
                  if cost else "not recorded for this run"),
