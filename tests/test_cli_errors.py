@@ -14,6 +14,14 @@ def inputs(tmp_path):
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "a.wav", generate_pair(1.0, 5.0, 16000, np.random.default_rng(0))[0], 16000)
     (tmp_path / "text.pt").write_text("not a checkpoint")
+    (tmp_path / "garbage.pt").write_bytes(np.random.default_rng(1).bytes(4096))
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"x": io.StringIO("a pickled class")}, buf)
+    (tmp_path / "pickled.pt").write_bytes(buf.getvalue())
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not audio")
     return tmp_path
@@ -35,6 +43,15 @@ def inputs(tmp_path):
         (["denoise", "--input", "{t}/in", "--output", "{t}"], "overlap"),
         (["denoise", "--input", "{t}/empty", "--output", "{t}/out"], "no audio files"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "novalue"], "--set expects key=value"),
+        # Issue 22 #8: garbage, text and foreign pickles are one short line, without PyTorch's weights_only advice.
+        (["export", "{t}/text.pt", "{t}/x.pt"], "checkpoint {t}/text.pt: not a checkpoint this project wrote ("),
+        (["export", "{t}/garbage.pt", "{t}/x.pt"], "checkpoint {t}/garbage.pt: not a checkpoint this project wrote ("),
+        (["export", "{t}/pickled.pt", "{t}/x.pt"], "checkpoint {t}/pickled.pt: not a checkpoint this project wrote ("),
+        # Issue 22 #9: a missing reference prefix is refused up front, as a missing input prefix is.
+        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--reference", "{t}/missing-ref"],
+         "reference prefix does not exist: {t}/missing-ref"),
+        (["nightly", "--input", "{t}/in", "--output", "{t}/out", "--reference", "{t}/missing-ref"],
+         "reference prefix does not exist: {t}/missing-ref"),
     ],
 )
 def test_operator_errors_are_one_line(inputs, capsys, argv, message):
@@ -45,6 +62,7 @@ def test_operator_errors_are_one_line(inputs, capsys, argv, message):
     assert len(errors) == 1, err
     assert errors[0].startswith(f"diffgmm {argv[0]}: error: ") and message.format(t=inputs) in errors[0], errors[0]
     assert "Traceback" not in "\n".join(err)
+    assert len(errors[0]) < 400 and "weights_only" not in errors[0], errors[0]
 
 
 def test_verbose_shows_the_traceback(inputs):

@@ -29,6 +29,13 @@ def _etag(info: dict) -> str | None:
     return str(value).strip('"') if value else None
 
 
+def require_prefix(uri: str, what: str, config: storage.StorageConfig | None = None) -> None:
+    """Refuse a prefix that does not exist before anything starts (``what``: input, reference, …)."""
+    fs, root = storage.filesystem(uri, config)
+    if not storage.retrying("checking", uri, lambda: fs.exists(root), config):
+        raise FileNotFoundError(f"{what} prefix does not exist: {uri}")
+
+
 def list_inputs(
     uri: str, extensions: tuple[str, ...], config: storage.StorageConfig | None = None
 ) -> pa.Table:
@@ -38,9 +45,8 @@ def list_inputs(
     modification times come from the listing itself, with no per-object
     request, so millions of keys cost one listing.
     """
+    require_prefix(uri, "input", config)
     fs, root = storage.filesystem(uri, config)
-    if not fs.exists(root):
-        raise FileNotFoundError(f"input prefix does not exist: {uri}")
     found = fs.find(root, detail=True)
     exts = tuple(e.lower() for e in extensions)
     rows = []

@@ -159,8 +159,10 @@ def run_denoise(
     (:class:`pipeline.core.runs.ChunkWriter`).
     """
     from pipeline.core.checkpoints import load_model
-    from pipeline.core.manifest import list_inputs
+    from pipeline.core.manifest import list_inputs, require_prefix
 
+    if config.reference_uri:
+        require_prefix(config.reference_uri, "reference", config.storage)
     run_id = config.run_id or default_run_id()
     run = RunLifecycle(config.output_uri, run_id, S.CLIP_SCHEMA, config.storage, kind, rows_per_file=config.rows_per_file,
                        flush_rows=config.flush_rows, flush_seconds=config.flush_seconds)

@@ -128,8 +128,10 @@ def _prune(output_uri: str, ledger: Ledger, keys: list[str], config: storage.Sto
 def run_nightly(config: DenoiseConfig, nightly: NightlyConfig) -> dict:
     """One night: process what is new since the ledger, commit, update the ledger; returns a summary."""
     from pipeline.core.checkpoints import load_model
-    from pipeline.core.manifest import list_inputs
+    from pipeline.core.manifest import list_inputs, require_prefix
 
+    if config.reference_uri:
+        require_prefix(config.reference_uri, "reference", config.storage)
     run_id = config.run_id or nightly_run_id()
     config = dataclasses.replace(config, run_id=run_id)
     ledger = Ledger.read(config.output_uri, config.storage)
