@@ -30,7 +30,13 @@ def _etag(info: dict) -> str | None:
 
 
 def require_prefix(uri: str, what: str, config: storage.StorageConfig | None = None) -> None:
-    """Refuse a prefix that does not exist before anything starts (``what``: input, reference, …)."""
+    """Refuse a prefix that does not exist before anything starts (``what``: input, reference, …).
+
+    An http(s) "prefix" is only a URL stem (a server may answer 404 for it and 200 for every file
+    under it): it is not checked here, and a missing file there is an error on its own row.
+    """
+    if storage.protocol_of(uri) in ("http", "https"):
+        return
     fs, root = storage.filesystem(uri, config)
     if not storage.retrying("checking", uri, lambda: fs.exists(root), config):
         raise FileNotFoundError(f"{what} prefix does not exist: {uri}")
