@@ -68,3 +68,16 @@ def test_operator_errors_are_one_line(inputs, capsys, argv, message):
 def test_verbose_shows_the_traceback(inputs):
     with pytest.raises(FileNotFoundError, match="input prefix does not exist"):
         main(["-v", "denoise", "--input", f"{inputs}/missing", "--output", f"{inputs}/out"])
+
+
+def test_train_outside_the_repo_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    """Issue 22 #7: the shipped recipe run from another directory finds no corpus under its relative URIs
+    (relative to the current directory, docs/cluster.md): one line naming the resolved path, not a ZeroDivisionError."""
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "train-default.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--config", str(recipe), "--executor", "local", "--name", "t", "--set", "storage_path=runs"]) == 1
+    errors = [line for line in capsys.readouterr().err.strip().splitlines() if " INFO " not in line]
+    assert len(errors) == 1, errors
+    assert f"no audio found under ../shared/corpora/clean (resolved against the current directory: {tmp_path.parent}/shared/corpora/clean)" in errors[0], errors[0]
