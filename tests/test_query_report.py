@@ -174,6 +174,9 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     # Three clips have DNSMOS and a level (silence is never ranked): two worst, the one left best; noisy and denoised each.
     assert text.count("<audio") == 2 * (2 + 1)
     assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+    # Issue 22 report edges: players load their (inline) audio; a short run in minutes or seconds, not "0.000 h".
+    assert text.count('preload="metadata"') == text.count("<audio") and 'preload="none"' not in text
+    assert " h</dd>" not in text and (" min</dd>" in text or " s</dd>" in text)
     assert "silent.wav ·" not in text  # digital silence is never shown as a worst or best clip
 
     shot = str(tmp_path / "report.png")
