@@ -81,3 +81,36 @@ def test_train_outside_the_repo_says_where_it_looked(tmp_path, capsys, monkeypat
     errors = [line for line in capsys.readouterr().err.strip().splitlines() if " INFO " not in line]
     assert len(errors) == 1, errors
     assert f"no audio found under ../shared/corpora/clean (resolved against the current directory: {tmp_path.parent}/shared/corpora/clean)" in errors[0], errors[0]
+
+
+def test_a_misspelled_flag_shows_the_subcommands_usage_and_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["query", "out", "--fromat", "json"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage: diffgmm query ") and err[-1] == (
+        "diffgmm query: error: unrecognized arguments: --fromat json (did you mean --format?)")
+
+
+def test_query_help_lists_every_view(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "views: clips, latest, evals, runs, ledger" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["query", "--help"])
+    assert "clips, latest, evals, runs, ledger" in " ".join(capsys.readouterr().out.split())
+
+
+def test_query_sql_is_accepted_after_the_flags(tmp_path, capsys):
+    from jobs.cli import build_parser
+
+    # Parsing only (no runs needed): the SQL lands in args.sql wherever it stands.
+    for argv in (["query", "out", "SELECT 1", "--format", "json"], ["query", "out", "--format", "json", "SELECT 1"]):
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            args.sql = extra[0]
+        assert args.sql == "SELECT 1" and args.format == "json"
+    # Through main: an empty prefix gets its one line (not an argparse error about the SQL).
+    assert main(["query", str(tmp_path), "--format", "json", "SELECT 1"]) == 1
+    assert "no committed runs under" in capsys.readouterr().err

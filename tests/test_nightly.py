@@ -180,3 +180,29 @@ def test_killed_run_resumes_with_every_input_once_and_bounded_rework(ray_local, 
     assert keys == sorted(f"c{i:02d}.wav" for i in range(n)), "exactly one row per input"
     assert summary["resumed_rows"] >= 2 and summary["resumed_rows"] < n
     assert not chunks.exists(), "chunks are removed once the run is committed"
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path, tiny_checkpoint, capsys):
+    """`nightly --dry-run`: the plan (new, changed, …) with the keys, and no run, ledger or output folder."""
+    from jobs.cli import main
+
+    root = str(tmp_path)
+    for i in range(3):
+        _clip(f"{root}/in/c{i}.wav", 0.5, i)
+    capsys.readouterr()
+    assert main(["nightly", "--input", f"{root}/in", "--output", f"{root}/out", "--model", tiny_checkpoint,
+                 "--run-id", "n1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run n1: 3 would be processed (3 new, 0 changed, 0 to retry, 0 stale), 0 unchanged, 0 gone from the input" in out
+    assert all(f"  new c{i}.wav" in out for i in range(3)) and "outputs:" not in out
+    assert not os.path.exists(f"{root}/out")
+
+
+def test_nothing_new_prints_no_output_path(tmp_path, tiny_checkpoint, capsys):
+    from jobs.cli import main
+
+    os.makedirs(tmp_path / "in")
+    capsys.readouterr()
+    assert main(["nightly", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", tiny_checkpoint]) == 0
+    out = capsys.readouterr().out
+    assert "nothing new: no run was started" in out and "outputs:" not in out and str(tmp_path / "out" / "runs") not in out
