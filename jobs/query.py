@@ -27,6 +27,22 @@ def build_sql(args, results) -> str:
     return args.sql or "SELECT * FROM runs ORDER BY committed_at"
 
 
+def empty_worst_hint(results, run, metric: str) -> str:
+    """Why ``--worst`` found nothing: which metrics this run has values for instead."""
+    import math
+
+    from pipeline.core import schema as S
+    from pipeline.reporting import queries
+
+    table = results.run_table(run)
+    present = [m for m in queries.METRIC_DIRECTION if m in table.column_names
+               and any(v is not None and math.isfinite(v) for v in table.column(m).to_pylist())]
+    why = (" (PESQ, SI-SDR and STOI need a clean reference: denoise --reference PREFIX)"
+           if metric in S.QUALITY_COLUMNS else "")
+    return (f"no ok clip of run {run.run_id} has a {metric} value{why}; metrics with values in this run: "
+            f"{', '.join(present) or 'none'} (--metric NAME)")
+
+
 def _arrow(relation):
     table = relation.arrow()
     return table.read_all() if hasattr(table, "read_all") else table  # DuckDB may hand back a record batch reader
@@ -76,6 +92,8 @@ def run(args) -> int:
         if changed:
             shown = ", ".join(changed[:20]) + (" …" if len(changed) > 20 else "")
             print(f"not compared: {len(changed)} inputs changed between {run_a} and {run_b}: {shown}", file=sys.stderr)
+    if args.worst is not None and table.num_rows == 0:
+        print(empty_worst_hint(results, results.run(args.run_id), args.metric), file=sys.stderr)
     data = render(table, args.format)
     if args.out:
         storage.write_bytes(args.out, data)

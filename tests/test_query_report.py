@@ -218,6 +218,13 @@ def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucke
                              "--format", "json"))
     assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
     assert len(json.loads(_query(capsys, out, "SELECT * FROM ledger", "--format", "json"))) == len(expect)
+    # No reference: an empty --worst by PESQ says why and names the metrics there are.
+    assert _query(capsys, out, "--worst", "3").strip() == "(no rows)"
+    capsys.readouterr()
+    main(["query", out, "--worst", "3"])
+    hint = capsys.readouterr().err
+    assert "no ok clip of run night-1 has a pesq_wb value (PESQ, SI-SDR and STOI need a clean reference" in hint
+    assert "removed_noise_db" in hint and "gmm_nll" in hint
     report = str(tmp_path / "s3.html")
     assert main(["report", out, "--out", report, "--clips", "1"]) == 0
     text = io.open(report, encoding="utf-8").read()
