@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reprocess-stale", action="store_true", help="also redo inputs whose result came from another model or config")
     p.add_argument("--prune", action="store_true", help="delete the outputs of inputs that are gone from the input prefix")
     p.add_argument("--max-attempts", type=int, default=3, help="stop retrying an unchanged input after this many failures")
+    p.add_argument("--dry-run", action="store_true", help="show the plan (new, changed, retry, stale, gone) and stop: no run, no writes")
 
     p = sub.add_parser("evaluate", help="score models and baselines on paired clean/noisy corpora")
     _flags(p, evaluate_flags())
@@ -75,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: Ray Train workers fed by Ray Data; local: this process only, no Ray (CPU or one GPU)")
     p.add_argument("--device", default="auto", help="local executor only: auto, cpu, cuda")
 
-    p = sub.add_parser("query", help="SQL over every committed run under an output prefix (views: clips, latest, evals, runs)")
+    p = sub.add_parser("query", help="SQL over every committed run under an output prefix (views: clips, latest, evals, runs, ledger)")
     p.add_argument("output_uri", help="the output prefix a denoise/evaluate job wrote (local path or s3://…)")
-    p.add_argument("sql", nargs="?", help="DuckDB SQL over the views; default: one row per run")
+    p.add_argument("sql", nargs="?", help="DuckDB SQL over the views clips, latest, evals, runs, ledger "
+                   "(anywhere among the flags); default: one row per run")
     named = p.add_mutually_exclusive_group()
     named.add_argument("--worst", type=int, metavar="N", help="the N worst clips of a run (--run-id, default the newest) by --metric")
     named.add_argument("--errors", action="store_true", help="error rows counted by kind (latest results, or --run-id)")
@@ -109,7 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "query" and args.sql is None and len(extra) == 1 and not extra[0].startswith("-"):
+        args.sql, extra = extra[0], []  # the SQL after a flag: argparse only takes positionals before the first one
+    if extra:  # the subcommand's usage and one line, with the closest flag it knows
+        import difflib
+
+        sub = parser._subparsers._group_actions[0].choices[args.command]
+        close = difflib.get_close_matches(extra[0].split("=")[0], list(sub._option_string_actions), n=1)
+        sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {close[0]}?)" if close else ""))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -11,8 +11,17 @@ def run(args) -> int:
 
     nightly = NightlyConfig(max_attempts=args.max_attempts, reprocess_stale=args.reprocess_stale, prune=args.prune)
     config = load_yaml(DenoiseConfig, args.config, overrides_from(args, denoise_flags()))
-    result = run_nightly(config, nightly)
+    result = run_nightly(config, nightly, dry_run=args.dry_run)
     counts = result["counts"]
+    if result.get("dry_run"):
+        plan = result["plan"]
+        todo = sum(len(plan[r]) for r in ("new", "changed", "retry", "stale"))
+        print(f"dry run {result['run_id']}: {todo} would be processed ({counts['new']} new, {counts['changed']} changed, "
+              f"{counts['retry']} to retry, {counts['stale']} stale), {counts['unchanged']} unchanged, "
+              f"{counts['deleted']} gone from the input")
+        lines = [f"  {reason} {key}" for reason in ("new", "changed", "retry", "stale", "deleted") for key in plan[reason]]
+        print("\n".join(lines[:50]) + (f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""))
+        return 0
     print(f"nightly {result['run_id']}: {counts['new']} new, {counts['changed']} changed, {counts['retry']} to retry, "
           f"{counts['stale']} stale, {counts['unchanged']} unchanged, {counts['deleted']} gone from the input")
     if result.get("already_committed"):
@@ -24,8 +33,10 @@ def run(args) -> int:
         print("nothing new: no run was started")
     else:
         s = result["summary"]
+        from pipeline.denoise.summary import throughput
+
         print(f"run {result['run_id']}: {s['clips']} clips ({s['ok']} ok, {s['errors']} errors), "
-              f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s")
+              f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s {throughput(s)}")
     if result["gave_up"]:
         print(f"not retried (failed {args.max_attempts} times, unchanged): {', '.join(result['gave_up'])}")
     if result["bad_content"]:
@@ -33,5 +44,6 @@ def run(args) -> int:
     if result["deleted"]:
         action = f"pruned {result.get('pruned_outputs', 0)} outputs" if args.prune else "outputs kept (--prune deletes them)"
         print(f"gone from the input: {', '.join(result['deleted'])}{' …' if counts['deleted'] > 20 else ''}; {action}")
-    print(f"ledger: {result['ledger_rows']} inputs; outputs: {result['run_uri']}")
+    ran = not result.get("nothing_new")  # "nothing new" created no run folder: naming one would mislead
+    print(f"ledger: {result['ledger_rows']} inputs" + (f"; outputs: {result['run_uri']}" if ran else ""))
     return 0

@@ -27,6 +27,27 @@ def build_sql(args, results) -> str:
     return args.sql or "SELECT * FROM runs ORDER BY committed_at"
 
 
+def empty_worst_hint(results, run, metric: str) -> str:
+    """Why ``--worst`` found nothing: which metrics this run has values for instead."""
+    import math
+
+    from pipeline.core import schema as S
+    from pipeline.reporting import queries
+
+    table = results.run_table(run)
+    present = [m for m in queries.METRIC_DIRECTION if m in table.column_names
+               and any(v is not None and math.isfinite(v) for v in table.column(m).to_pylist())]
+    why = (" (PESQ, SI-SDR and STOI need a clean reference: denoise --reference PREFIX)"
+           if metric in S.QUALITY_COLUMNS else "")
+    return (f"no ok clip of run {run.run_id} has a {metric} value{why}; metrics with values in this run: "
+            f"{', '.join(present) or 'none'} (--metric NAME)")
+
+
+def _arrow(relation):
+    table = relation.arrow()
+    return table.read_all() if hasattr(table, "read_all") else table  # DuckDB may hand back a record batch reader
+
+
 def render(table, fmt: str) -> bytes:
     """An Arrow table as the requested format's bytes."""
     if fmt == "parquet":
@@ -50,6 +71,7 @@ def render(table, fmt: str) -> bytes:
 def run(args) -> int:
     from pipeline.core import storage
     from pipeline.core.results import Results
+    from pipeline.reporting.views import connect
 
     if args.format == "parquet" and not args.out:
         raise ValueError("--format parquet needs --out FILE (Parquet is not for a terminal)")
@@ -60,9 +82,18 @@ def run(args) -> int:
     sql = build_sql(args, results)
     if args.show_sql:
         print(sql, file=sys.stderr)
-    table = results.connect().sql(sql).arrow()
-    if hasattr(table, "read_all"):  # DuckDB may hand back a record batch reader
-        table = table.read_all()
+    con = connect(results)
+    table = _arrow(con.sql(sql))
+    if args.compare:
+        from pipeline.reporting import queries
+
+        run_a, run_b = (results.run(r).run_id for r in args.compare)
+        changed = _arrow(con.sql(queries.compare_changed(run_a, run_b))).column(0).to_pylist()
+        if changed:
+            shown = ", ".join(changed[:20]) + (" …" if len(changed) > 20 else "")
+            print(f"not compared: {len(changed)} inputs changed between {run_a} and {run_b}: {shown}", file=sys.stderr)
+    if args.worst is not None and table.num_rows == 0:
+        print(empty_worst_hint(results, results.run(args.run_id), args.metric), file=sys.stderr)
     data = render(table, args.format)
     if args.out:
         storage.write_bytes(args.out, data)

@@ -167,7 +167,9 @@ def _free_port() -> int:
 def s3_endpoint():
     """A real S3-compatible server (moto in server mode) on 127.0.0.1, with throwaway credentials.
 
-    Started before Ray so Ray's workers inherit the same environment.
+    Started before Ray so Ray's workers inherit the same environment. The endpoint reaches every
+    client through ``AWS_ENDPOINT_URL_S3``, as the README tells users to set it; tests that pass
+    ``storage.endpoint_url`` as well check that the explicit setting still wins.
     """
     from moto.server import ThreadedMotoServer
 
@@ -177,9 +179,11 @@ def s3_endpoint():
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     port = _free_port()
+    env["AWS_ENDPOINT_URL_S3"] = f"http://127.0.0.1:{port}"
+    old = {k: os.environ.get(k) for k in (*env, "AWS_ENDPOINT_URL")}
+    os.environ.update(env)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

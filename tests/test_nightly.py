@@ -56,6 +56,8 @@ def other_checkpoint(tmp_path_factory) -> str:
 
 def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, tiny_checkpoint, other_checkpoint):
     from pipeline.core.results import Results
+    from pipeline.reporting import queries
+    from pipeline.reporting.views import connect
 
     root = str(tmp_path)
     for i in range(4):
@@ -78,7 +80,7 @@ def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, 
     assert len(ledger.rows) == 6 and ledger.applied_runs == ["n1", "n2"]
     assert ledger.rows["day1/c1.wav"][S.RUN_ID] == "n1" and ledger.rows["day1/c0.wav"][S.RUN_ID] == "n2"
     assert ledger.rows["day1/broken.wav"][S.ATTEMPTS] == 1 and ledger.rows["day1/broken.wav"][S.STATUS] == "error"
-    con = Results(f"{root}/out").connect()
+    con = connect(Results(f"{root}/out"))
     latest = dict(con.execute(f"SELECT {S.INPUT_KEY}, {S.RUN_ID} FROM latest").fetchall())
     assert len(latest) == 6 and latest["day1/c0.wav"] == "n2" and latest["day1/c2.wav"] == "n1"
 
@@ -107,7 +109,14 @@ def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, 
     assert kept["deleted"] == ["day2/c4.wav"] and output.exists()
     pruned = run_nightly(_config(root, other_checkpoint, "n7"), NightlyConfig(max_attempts=2, prune=True))
     assert pruned["pruned_outputs"] == 1 and not output.exists()
-    assert "day2/c4.wav" not in Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage).rows
+    ledger = Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage)
+    assert "day2/c4.wav" not in ledger.rows
+    # Issue 22 #3: `latest` (and the named queries over it) follow the ledger: the pruned input is gone.
+    con = connect(Results(f"{root}/out"))
+    latest = {k for (k,) in con.execute(f"SELECT {S.INPUT_KEY} FROM latest").fetchall()}
+    assert latest == set(ledger.rows) and "day2/c4.wav" not in latest
+    folders = {folder for folder, *_ in con.execute(queries.noise_profile(1)).fetchall()}
+    assert folders and "day2" not in folders
 
 
 def test_ledger_catches_up_with_a_run_committed_before_a_crash(ray_local, tmp_path, tiny_checkpoint):
@@ -171,3 +180,29 @@ def test_killed_run_resumes_with_every_input_once_and_bounded_rework(ray_local, 
     assert keys == sorted(f"c{i:02d}.wav" for i in range(n)), "exactly one row per input"
     assert summary["resumed_rows"] >= 2 and summary["resumed_rows"] < n
     assert not chunks.exists(), "chunks are removed once the run is committed"
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path, tiny_checkpoint, capsys):
+    """`nightly --dry-run`: the plan (new, changed, …) with the keys, and no run, ledger or output folder."""
+    from jobs.cli import main
+
+    root = str(tmp_path)
+    for i in range(3):
+        _clip(f"{root}/in/c{i}.wav", 0.5, i)
+    capsys.readouterr()
+    assert main(["nightly", "--input", f"{root}/in", "--output", f"{root}/out", "--model", tiny_checkpoint,
+                 "--run-id", "n1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "dry run n1: 3 would be processed (3 new, 0 changed, 0 to retry, 0 stale), 0 unchanged, 0 gone from the input" in out
+    assert all(f"  new c{i}.wav" in out for i in range(3)) and "outputs:" not in out
+    assert not os.path.exists(f"{root}/out")
+
+
+def test_nothing_new_prints_no_output_path(tmp_path, tiny_checkpoint, capsys):
+    from jobs.cli import main
+
+    os.makedirs(tmp_path / "in")
+    capsys.readouterr()
+    assert main(["nightly", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", tiny_checkpoint]) == 0
+    out = capsys.readouterr().out
+    assert "nothing new: no run was started" in out and "outputs:" not in out and str(tmp_path / "out" / "runs") not in out

@@ -175,6 +175,9 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     # Three clips have DNSMOS and a level (silence is never ranked): two worst, the one left best; noisy and denoised each.
     assert text.count("<audio") == 2 * (2 + 1)
     assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
+    # Issue 22 report edges: players load their (inline) audio; a short run in minutes or seconds, not "0.000 h".
+    assert text.count('preload="metadata"') == text.count("<audio") and 'preload="none"' not in text
+    assert " h</dd>" not in text and (" min</dd>" in text or " s</dd>" in text)
     assert "silent.wav ·" not in text  # digital silence is never shown as a worst or best clip
 
     shot = str(tmp_path / "report.png")
@@ -191,6 +194,44 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     # Not a blank page: the figures put plenty of distinct colours on it.
     assert float(image[..., :3].std()) > 0.05
     assert len(np.unique((image[::8, ::8, :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 200
+
+
+def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint, capsys):
+    """Issue 22 #1: nightly, query and report on s3:// with the endpoint only in AWS_ENDPOINT_URL_S3 (set by the
+    s3_endpoint fixture, as the README says); no --endpoint-url, no storage.endpoint_url."""
+    import os
+
+    import boto3
+
+    endpoint, bucket = s3_bucket
+    assert os.environ["AWS_ENDPOINT_URL_S3"] == endpoint
+    root = str(tmp_path / "corpus")
+    expect = make_corpus(root)
+    client = boto3.client("s3")  # the variable again, as botocore reads it
+    for key in expect:
+        client.upload_file(f"{root}/noisy/{key}", bucket, f"in/{key}")
+    out = f"s3://{bucket}/out"
+    capsys.readouterr()
+    assert main(["nightly", "--input", f"s3://{bucket}/in/", "--output", f"{out}/", "--model", tiny_checkpoint,
+                 "--run-id", "night-1"]) == 0, capsys.readouterr().err
+    assert f"ledger: {len(expect)} inputs" in capsys.readouterr().out
+    rows = json.loads(_query(capsys, out, "SELECT status, count(*) AS n FROM latest GROUP BY status ORDER BY status",
+                             "--format", "json"))
+    assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
+    assert len(json.loads(_query(capsys, out, "SELECT * FROM ledger", "--format", "json"))) == len(expect)
+    # No reference: an empty --worst by PESQ says why and names the metrics there are.
+    assert _query(capsys, out, "--worst", "3").strip() == "(no rows)"
+    capsys.readouterr()
+    main(["query", out, "--worst", "3"])
+    hint = capsys.readouterr().err
+    assert "no ok clip of run night-1 has a pesq_wb value (PESQ, SI-SDR and STOI need a clean reference" in hint
+    assert "removed_noise_db" in hint and "gmm_nll" in hint
+    report = str(tmp_path / "s3.html")
+    assert main(["report", out, "--out", report, "--clips", "1"]) == 0
+    text = io.open(report, encoding="utf-8").read()
+    # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
+    assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
+    assert "testing-secret-value" not in text
 
 
 def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint, capsys):
@@ -218,3 +259,37 @@ def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint,
     # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
     assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
     assert "testing-secret-value" not in text
+
+
+def test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_report(ray_local, tmp_path, tiny_checkpoint, capsys):
+    """Issue 22 #4 and #5: an input rewritten between two runs is not paired by `query --compare` (listed apart),
+    and the older run's report does not play today's input beside that night's output."""
+    import soundfile as sf
+
+    from pipeline.audio.demo_data import generate_pair
+
+    rng = np.random.default_rng(3)
+    root, out = tmp_path / "in", str(tmp_path / "out")
+    root.mkdir()
+    for i in range(3):
+        sf.write(root / f"c{i}.wav", generate_pair(1.0 + 0.2 * i, 5.0, 16000, rng)[0], 16000, subtype="PCM_16")
+
+    def night(run_id: str) -> None:
+        run_denoise(DenoiseConfig(input_uri=str(root), output_uri=out, run_id=run_id, model=ModelStageConfig(checkpoint_uri=tiny_checkpoint)))
+
+    night("r1")
+    # Today's c0 is another, 12 dB quieter recording of another length.
+    sf.write(root / "c0.wav", 0.25 * generate_pair(1.5, 5.0, 16000, rng)[0], 16000, subtype="PCM_16")
+    night("r2")
+    capsys.readouterr()
+    assert main(["query", out, "--compare", "r1", "r2", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert sorted(r[S.INPUT_KEY] for r in json.loads(captured.out)) == ["c1.wav", "c2.wav"]
+    assert "not compared: 1 inputs changed between r1 and r2: c0.wav" in captured.err
+
+    report = str(tmp_path / "r1.html")
+    assert main(["report", out, "--run-id", "r1", "--against", "r2", "--out", report, "--clips", "3", "--excerpt-seconds", "2"]) == 0
+    text = open(report, encoding="utf-8").read()
+    assert text.count("input changed since this run") == 1
+    assert text.count("<audio") == 2 * 3 - 1  # no "noisy" player for c0: its input is not the one r1 denoised
+    assert "Not compared: 1 inputs changed between the runs (c0.wav)" in text

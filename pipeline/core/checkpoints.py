@@ -106,8 +106,29 @@ def load_checkpoint_dict(uri: str, config: storage.StorageConfig | None = None) 
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged or unsafe pickles
-        raise CheckpointError(f"checkpoint {uri}: cannot be read safely ({type(exc).__name__}: {exc})") from exc
+        # PyTorch's own text runs to ~1,400 characters and advises weights_only=False, which a job must
+        # never do: the operator gets one short line, -v the debug log with the original.
+        log.debug("checkpoint %s: torch.load failed", uri, exc_info=True)
+        raise CheckpointError(f"checkpoint {uri}: not a checkpoint this project wrote ({_why_unreadable(exc, data)})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"checkpoint {uri}: not a checkpoint this project wrote (it holds a {type(ckpt).__name__}, not a dict)")
     return ckpt, data
+
+
+def _why_unreadable(exc: Exception, data: bytes) -> str:
+    """A few words on why ``torch.load(weights_only=True)`` refused ``data``."""
+    import pickle
+
+    if not data:
+        return "the file is empty"
+    if data[:2] == b"PK" and "zip" in str(exc).lower():
+        return "cannot be read safely: a damaged or truncated torch file"
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+        return "cannot be read safely: it holds pickled objects other than tensors and plain containers"
+    first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else ""
+    if isinstance(exc, pickle.UnpicklingError) or not first or "weights_only" in first.lower():
+        return "cannot be read safely: not a torch file"
+    return f"cannot be read safely: {type(exc).__name__}: {first[:120]}"
 
 
 def load_model(uri: str | None = None, config: storage.StorageConfig | None = None) -> LoadedModel:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pyarrow as pa
 
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.core.results import KIND_NIGHTLY
+from pipeline.core.results import KIND_NIGHTLY, Run
 from pipeline.core.runs import read_parquet, write_parquet
 
 LEDGER_KEY = "ledger/ledger.parquet"
@@ -75,3 +76,12 @@ class Ledger:
                 S.UPDATED_AT: now,
             }
         self.applied_runs.append(run_id)
+
+    def catch_up(self, runs: Iterable[Run], table_of: Callable[[Run], pa.Table]) -> bool:
+        """Apply the committed nightly runs (oldest first) not applied yet; True when the ledger changed."""
+        changed = False
+        for run in runs:
+            if run.kind == KIND_NIGHTLY and run.run_id not in self.applied_runs:
+                self.apply(run.run_id, run.marker, table_of(run))
+                changed = True
+        return changed

@@ -29,6 +29,19 @@ def _etag(info: dict) -> str | None:
     return str(value).strip('"') if value else None
 
 
+def require_prefix(uri: str, what: str, config: storage.StorageConfig | None = None) -> None:
+    """Refuse a prefix that does not exist before anything starts (``what``: input, reference, …).
+
+    An http(s) "prefix" is only a URL stem (a server may answer 404 for it and 200 for every file
+    under it): it is not checked here, and a missing file there is an error on its own row.
+    """
+    if storage.protocol_of(uri) in ("http", "https"):
+        return
+    fs, root = storage.filesystem(uri, config)
+    if not storage.retrying("checking", uri, lambda: fs.exists(root), config):
+        raise FileNotFoundError(f"{what} prefix does not exist: {uri}")
+
+
 def list_inputs(
     uri: str, extensions: tuple[str, ...], config: storage.StorageConfig | None = None
 ) -> pa.Table:
@@ -38,9 +51,8 @@ def list_inputs(
     modification times come from the listing itself, with no per-object
     request, so millions of keys cost one listing.
     """
+    require_prefix(uri, "input", config)
     fs, root = storage.filesystem(uri, config)
-    if not fs.exists(root):
-        raise FileNotFoundError(f"input prefix does not exist: {uri}")
     found = fs.find(root, detail=True)
     exts = tuple(e.lower() for e in extensions)
     rows = []
@@ -58,3 +70,10 @@ def list_inputs(
     rows.sort(key=lambda r: r[KEY])
     log.info("listed %d objects under %s", len(rows), uri)
     return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+
+
+def stat_input(uri: str, config: storage.StorageConfig | None = None) -> dict:
+    """One object's size, ETag and modification time, as :func:`list_inputs` records them (``SIZE``, ``ETAG``, ``MTIME``)."""
+    fs, path = storage.filesystem(uri, config)
+    info = storage.retrying("checking", uri, lambda: fs.info(path), config)
+    return {SIZE: int(info.get("size") or 0), ETAG: _etag(info), MTIME: _mtime(info)}

@@ -1,19 +1,14 @@
-"""Readers of committed runs: the tables behind ``diffgmm query`` and ``diffgmm report``.
+"""The run catalog of an output prefix: its committed runs, their markers and their tables.
 
 Only committed runs are read: a run exists for readers once its
 ``_COMMITTED.json`` does, and only the table files that marker lists are
-read (a crashed attempt's stray part files are never seen). Everything goes
-through the project's storage layer, so local prefixes, ``s3://`` (with the
-jobs' endpoint and credential chain) and the other fsspec protocols work
-alike; DuckDB only ever sees Arrow tables in memory (its own S3 extension is
-downloaded at run time, which a locked-down cluster cannot do).
-
-Views a DuckDB connection from :meth:`Results.connect` has:
-
-* ``clips``: every committed denoise run's rows (``CLIP_SCHEMA``, with ``run_id``);
-* ``evals``: every committed evaluate run's rows (``EVAL_SCHEMA``);
-* ``runs``: one row per committed run (``RUNS_SCHEMA``), from the markers;
-* ``latest``: the newest committed result per input key (by commit time).
+read (a crashed attempt's stray part files are never seen). Markers and
+tables are read whole through :func:`pipeline.core.storage.read_bytes` (the
+retrying path, one Parquet reader: :func:`pipeline.core.runs.read_parquet`),
+so local prefixes, ``s3://`` and the other fsspec protocols work alike.
+The nightly ledger (:mod:`pipeline.core.ledger`) and the DuckDB views of
+``diffgmm query`` and ``diffgmm report`` (:mod:`pipeline.reporting.views`)
+are built on it.
 """
 
 from __future__ import annotations
@@ -28,7 +23,7 @@ import pyarrow as pa
 
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.core.runs import COMMIT_MARKER
+from pipeline.core.runs import COMMIT_MARKER, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +104,10 @@ def committed_runs(output_uri: str, config: storage.StorageConfig | None = None)
     if not fs.exists(root):
         return []
     runs = []
-    for path in sorted(fs.glob(f"{root}/*/{COMMIT_MARKER}")):
-        run_path = path.rsplit("/", 1)[0]
-        run_id = run_path.rsplit("/", 1)[1]
-        with fs.open(path, "rb") as f:
-            marker = json.loads(f.read())
+    paths = storage.retrying("listing", storage.join(output_uri, "runs"), lambda: fs.glob(f"{root}/*/{COMMIT_MARKER}"), config)
+    for path in sorted(paths):
+        run_id = path.rsplit("/", 2)[1]
+        marker = json.loads(storage.read_bytes(storage.join(output_uri, "runs", run_id, COMMIT_MARKER), config))
         kind = marker.get("kind", KIND_DENOISE)
         runs.append(Run(run_id=marker.get("run_id", run_id), kind=kind, marker=marker, uri=storage.join(output_uri, "runs", run_id)))
     runs.sort(key=lambda r: (r.committed_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc), r.run_id))
@@ -122,13 +116,9 @@ def committed_runs(output_uri: str, config: storage.StorageConfig | None = None)
 
 def read_run_table(run: Run, config: storage.StorageConfig | None = None) -> pa.Table:
     """The rows of one committed run, cast to its explicit schema (only the files its marker lists)."""
-    import pyarrow.parquet as pq
-
     schema = S.EVAL_SCHEMA if run.kind == KIND_EVALUATE else S.CLIP_SCHEMA
-    tables = []
-    for name in run.marker.get("table_files", []):
-        fs, path = storage.arrow_filesystem(storage.join(run.uri, name), config)
-        tables.append(_conform(pq.read_table(path, filesystem=fs), schema))
+    config = config or storage.StorageConfig()
+    tables = [_conform(read_parquet(storage.join(run.uri, name), config), schema) for name in run.marker.get("table_files", [])]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -161,16 +151,8 @@ def runs_row(run: Run) -> dict:
     }
 
 
-LATEST_SQL = f"""
-SELECT * EXCLUDE (rank_) FROM (
-    SELECT c.*, row_number() OVER (PARTITION BY c.{S.INPUT_KEY} ORDER BY r.{COMMITTED_AT} DESC, r.{S.RUN_ID} DESC) AS rank_
-    FROM clips c JOIN runs r USING ({S.RUN_ID})
-) WHERE rank_ = 1
-"""
-
-
 class Results:
-    """All committed runs under one output prefix, as Arrow tables and DuckDB views."""
+    """All committed runs under one output prefix, as Arrow tables (DuckDB views: :func:`pipeline.reporting.views.connect`)."""
 
     def __init__(self, output_uri: str, config: storage.StorageConfig | None = None) -> None:
         self.output_uri, self.config = output_uri, config
@@ -203,17 +185,3 @@ class Results:
 
         table = self.table(run.view)
         return table.filter(pc.equal(table.column(S.RUN_ID), run.run_id))
-
-    def connect(self):
-        """An in-memory DuckDB connection with the views ``clips``, ``evals``, ``runs``, ``latest`` and ``ledger`` (nightly)."""
-        import duckdb
-
-        con = duckdb.connect(":memory:")
-        for name in ("clips", "evals", "runs"):
-            con.register(name, self.table(name))
-        con.execute(f"CREATE VIEW latest AS {LATEST_SQL}")
-        from pipeline.core.ledger import Ledger
-
-        ledger = Ledger.read(self.output_uri, self.config or storage.StorageConfig())
-        con.register("ledger", pa.Table.from_pylist([ledger.rows[k] for k in sorted(ledger.rows)], schema=S.LEDGER_SCHEMA))
-        return con

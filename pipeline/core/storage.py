@@ -58,6 +58,19 @@ class StorageConfig:
             raise ValueError("retry_backoff_seconds must be >= 0 and the timeouts > 0")
 
 
+
+def resolve_endpoint(config: StorageConfig | None = None) -> str | None:
+    """The S3 endpoint every client here uses: ``config.endpoint_url``, else ``AWS_ENDPOINT_URL_S3``, else
+    ``AWS_ENDPOINT_URL`` (the order botocore reads them in), else None for AWS itself.
+
+    Resolved here once because pyarrow's S3 client does not read those variables (botocore does): an
+    endpoint left to each client's own defaults sends s3fs to the local server and pyarrow to AWS.
+    """
+    if config is not None and config.endpoint_url:
+        return config.endpoint_url
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def protocol_of(uri: str) -> str:
     return uri.split("://", 1)[0] if "://" in uri else "file"
 
@@ -71,8 +84,9 @@ def filesystem(uri: str, config: StorageConfig | None = None):
     options: dict[str, Any] = {}
     if protocol in ("s3", "s3a"):
         client: dict[str, Any] = {}
-        if config.endpoint_url:
-            client["endpoint_url"] = config.endpoint_url
+        endpoint = resolve_endpoint(config)
+        if endpoint:
+            client["endpoint_url"] = endpoint
         if config.region:
             client["region_name"] = config.region
         options = {"client_kwargs": client, "anon": config.anon}
@@ -217,6 +231,8 @@ def write_bytes(uri: str, data: bytes, config: StorageConfig | None = None) -> N
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        # mkstemp makes the file 0600 and a rename keeps it: give it the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -225,6 +241,21 @@ def write_bytes(uri: str, data: bytes, config: StorageConfig | None = None) -> N
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux (os.umask can only read it by setting it, which races
+    with other threads creating files), else set and restored."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def put_file(local_path: str, uri: str, config: StorageConfig | None = None) -> None:
@@ -261,8 +292,7 @@ def arrow_filesystem(uri: str, config: StorageConfig | None = None):
         }
         if config.region:
             options["region"] = config.region
-        # pyarrow's S3 client does not read the AWS SDKs' endpoint variables itself (botocore, behind fsspec, does).
-        endpoint = config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = resolve_endpoint(config)
         if endpoint:
             scheme, _, host = endpoint.partition("://")
             options["endpoint_override"] = host.rstrip("/")

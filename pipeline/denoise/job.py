@@ -127,12 +127,19 @@ def stage_cost(table: pa.Table, actors: ActorConfig, use_gpu: bool, cpus_per_cpu
     }
 
 
-def summarize(table: pa.Table, wall_seconds: float) -> dict:
-    """Counts, hours, errors by kind and throughput of a finished run's clip table."""
-    rows = table.select([S.STATUS, S.ERROR_KIND, S.DURATION_SECONDS, S.STREAMED]).to_pylist()
+def summarize(table: pa.Table, wall_seconds: float, processed_keys: set[str] | None = None) -> dict:
+    """Counts, hours, errors by kind and throughput of a finished run's clip table.
+
+    ``processed_keys``: the inputs this attempt processed (None: all). After a resume the rows made
+    durable by an earlier attempt took none of ``wall_seconds``: ``audio_seconds_per_second`` counts
+    only this attempt's audio, ``audio_seconds_per_second_all_rows`` every row (the inflated figure).
+    """
+    rows = table.select([S.INPUT_KEY, S.STATUS, S.ERROR_KIND, S.DURATION_SECONDS, S.STREAMED]).to_pylist()
     ok = [r for r in rows if r[S.STATUS] == S.STATUS_OK]
     kinds = collections.Counter(r[S.ERROR_KIND] or "unknown" for r in rows if r[S.STATUS] != S.STATUS_OK)
     audio_seconds = sum(r[S.DURATION_SECONDS] or 0.0 for r in ok)
+    now = rows if processed_keys is None else [r for r in rows if r[S.INPUT_KEY] in processed_keys]
+    processed_seconds = sum(r[S.DURATION_SECONDS] or 0.0 for r in now if r[S.STATUS] == S.STATUS_OK)
     return {
         "clips": len(rows),
         "ok": len(ok),
@@ -142,7 +149,10 @@ def summarize(table: pa.Table, wall_seconds: float) -> dict:
         "audio_seconds": audio_seconds,
         "audio_hours": audio_seconds / 3600.0,
         "wall_seconds": wall_seconds,
-        "audio_seconds_per_second": audio_seconds / wall_seconds if wall_seconds else math.nan,
+        "resumed_rows": len(rows) - len(now),
+        "processed_clips": len(now),
+        "audio_seconds_per_second": processed_seconds / wall_seconds if wall_seconds else math.nan,
+        "audio_seconds_per_second_all_rows": audio_seconds / wall_seconds if wall_seconds else math.nan,
     }
 
 
@@ -157,8 +167,10 @@ def run_denoise(
     (:class:`pipeline.core.runs.ChunkWriter`).
     """
     from pipeline.core.checkpoints import load_model
-    from pipeline.core.manifest import list_inputs
+    from pipeline.core.manifest import list_inputs, require_prefix
 
+    if config.reference_uri:
+        require_prefix(config.reference_uri, "reference", config.storage)
     run_id = config.run_id or default_run_id()
     run = RunLifecycle(config.output_uri, run_id, S.CLIP_SCHEMA, config.storage, kind, rows_per_file=config.rows_per_file,
                        flush_rows=config.flush_rows, flush_seconds=config.flush_seconds)
@@ -192,8 +204,7 @@ def run_denoise(
             for batch in build_dataset(config, todo, run_id, model_rate, paths).iter_batches(batch_format="pyarrow", batch_size=None):
                 rows.write(batch)
     done = run.collect(manifest)
-    summary = summarize(done, time.perf_counter() - started)
-    summary["resumed_rows"] = run.resumed_inputs
+    summary = summarize(done, time.perf_counter() - started, set(todo.column(S.KEY).to_pylist()))
     summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)
     run.commit(done, {
         "model_id": loaded.model_id,

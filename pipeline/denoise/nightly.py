@@ -104,13 +104,11 @@ def _catch_up(output_uri: str, ledger: Ledger, config: storage.StorageConfig) ->
     """Apply committed nightly runs the ledger has not seen (oldest first); True when it changed."""
     from pipeline.core.results import committed_runs, read_run_table
 
-    changed = False
-    for run in committed_runs(output_uri, config):
-        if run.kind == KIND_NIGHTLY and run.run_id not in ledger.applied_runs:
-            log.info("ledger catches up with committed run %s", run.run_id)
-            ledger.apply(run.run_id, run.marker, read_run_table(run, config))
-            changed = True
-    return changed
+    runs = committed_runs(output_uri, config)
+    behind = [r.run_id for r in runs if r.kind == KIND_NIGHTLY and r.run_id not in ledger.applied_runs]
+    if behind:
+        log.info("ledger catches up with committed runs %s", ", ".join(behind))
+    return ledger.catch_up(runs, lambda run: read_run_table(run, config))
 
 
 def _prune(output_uri: str, ledger: Ledger, keys: list[str], config: storage.StorageConfig) -> int:
@@ -127,15 +125,21 @@ def _prune(output_uri: str, ledger: Ledger, keys: list[str], config: storage.Sto
     return removed
 
 
-def run_nightly(config: DenoiseConfig, nightly: NightlyConfig) -> dict:
-    """One night: process what is new since the ledger, commit, update the ledger; returns a summary."""
-    from pipeline.core.checkpoints import load_model
-    from pipeline.core.manifest import list_inputs
+def run_nightly(config: DenoiseConfig, nightly: NightlyConfig, dry_run: bool = False) -> dict:
+    """One night: process what is new since the ledger, commit, update the ledger; returns a summary.
 
+    ``dry_run``: only the plan (``result["plan"]``: reason → keys), with the ledger caught up in memory;
+    nothing is written and no Ray is started.
+    """
+    from pipeline.core.checkpoints import load_model
+    from pipeline.core.manifest import list_inputs, require_prefix
+
+    if config.reference_uri:
+        require_prefix(config.reference_uri, "reference", config.storage)
     run_id = config.run_id or nightly_run_id()
     config = dataclasses.replace(config, run_id=run_id)
     ledger = Ledger.read(config.output_uri, config.storage)
-    if _catch_up(config.output_uri, ledger, config.storage):
+    if _catch_up(config.output_uri, ledger, config.storage) and not dry_run:
         ledger.write(config.output_uri, config.storage)
 
     manifest = list_inputs(config.input_uri, config.extensions, config.storage)
@@ -148,6 +152,9 @@ def run_nightly(config: DenoiseConfig, nightly: NightlyConfig) -> dict:
               "bad_content": reasons["bad_content"][:20],
               "run_uri": RunPaths.of(config.output_uri, run_id).run_uri}
 
+    if dry_run:
+        result.update(dry_run=True, plan={r: reasons[r] for r in (*TODO_REASONS, "deleted")}, ledger_rows=len(ledger.rows))
+        return result
     dirty = False
     committed = read_commit(RunPaths.of(config.output_uri, run_id), config.storage)
     if committed is not None:

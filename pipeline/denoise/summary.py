@@ -5,6 +5,16 @@ from __future__ import annotations
 import json
 
 
+def throughput(summary: dict) -> str:
+    """``= 9.1x real time``; after a resume, over the clips this attempt processed, with the all-rows figure beside."""
+    rate = f"= {summary['audio_seconds_per_second']:.1f}x real time"
+    resumed = summary.get("resumed_rows") or 0
+    if not resumed:
+        return rate
+    return (f"{rate} on the {summary['processed_clips']} clips processed now ({resumed} resumed from an earlier attempt; "
+            f"{summary['audio_seconds_per_second_all_rows']:.1f}x counting them)")
+
+
 def format_summary(summary: dict) -> str:
     """Lines for a summary dict of :func:`pipeline.denoise.job.run_denoise` (a dry run's, a committed run's)."""
     if summary.get("dry_run"):
@@ -18,8 +28,7 @@ def format_summary(summary: dict) -> str:
         lines.append(f"run {summary['run_id']} was already committed; outputs unchanged")
     lines.append(
         f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
-        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s "
-        f"= {summary['audio_seconds_per_second']:.1f}x real time"
+        f"{summary['audio_hours']:.3f} h audio in {summary['wall_seconds']:.1f} s " + throughput(summary)
     )
     if summary.get("streamed"):
         lines.append(f"{summary['streamed']} long files streamed block by block (no reference metrics for them)")

@@ -60,16 +60,40 @@ def errors(run_id: str | None) -> str:
     )
 
 
+# The same input bytes in both runs: the ETag where the store gives one, else size and modification
+# time (as the nightly ledger's identity, pipeline.core.ledger.identity).
+SAME_INPUT = (
+    f"CASE WHEN a.{S.INPUT_ETAG} IS NOT NULL OR b.{S.INPUT_ETAG} IS NOT NULL "
+    f"THEN a.{S.INPUT_ETAG} IS NOT DISTINCT FROM b.{S.INPUT_ETAG} "
+    f"ELSE a.{S.INPUT_SIZE} IS NOT DISTINCT FROM b.{S.INPUT_SIZE} AND a.{S.INPUT_MTIME} IS NOT DISTINCT FROM b.{S.INPUT_MTIME} END"
+)
+
+
+def _both(run_a: str, run_b: str) -> str:
+    return (
+        f"FROM (SELECT * FROM clips WHERE {S.RUN_ID} = {_quote(run_a)} AND {S.STATUS} = '{S.STATUS_OK}') a\n"
+        f"JOIN (SELECT * FROM clips WHERE {S.RUN_ID} = {_quote(run_b)} AND {S.STATUS} = '{S.STATUS_OK}') b USING ({S.INPUT_KEY})\n"
+    )
+
+
 def compare(run_a: str, run_b: str) -> str:
-    """Per-clip values of every metric in both runs and their difference (B − A), on the inputs both have."""
+    """Per-clip values of every metric in both runs and their difference (B − A), on the inputs both have
+    with the same content (an input that changed between the runs is listed by :func:`compare_changed`)."""
     cols = []
     for m in COMPARE_COLUMNS:
         cols += [f"a.{m} AS {m}_a", f"b.{m} AS {m}_b", f"b.{m} - a.{m} AS delta_{m}"]
     return (
         f"SELECT a.{S.INPUT_KEY}, a.{S.MODEL_ID} AS model_id_a, b.{S.MODEL_ID} AS model_id_b,\n       " + ",\n       ".join(cols) + "\n"
-        f"FROM (SELECT * FROM clips WHERE {S.RUN_ID} = {_quote(run_a)} AND {S.STATUS} = '{S.STATUS_OK}') a\n"
-        f"JOIN (SELECT * FROM clips WHERE {S.RUN_ID} = {_quote(run_b)} AND {S.STATUS} = '{S.STATUS_OK}') b USING ({S.INPUT_KEY})\n"
-        f"ORDER BY a.{S.INPUT_KEY}"
+        + _both(run_a, run_b) + f"WHERE {SAME_INPUT}\nORDER BY a.{S.INPUT_KEY}"
+    )
+
+
+def compare_changed(run_a: str, run_b: str) -> str:
+    """The inputs both runs processed whose content changed between them: a delta there is the input's, not the model's."""
+    return (
+        f"SELECT a.{S.INPUT_KEY}, a.{S.INPUT_SIZE} AS input_size_a, b.{S.INPUT_SIZE} AS input_size_b,\n"
+        f"       a.{S.INPUT_ETAG} AS input_etag_a, b.{S.INPUT_ETAG} AS input_etag_b\n"
+        + _both(run_a, run_b) + f"WHERE NOT ({SAME_INPUT})\nORDER BY a.{S.INPUT_KEY}"
     )
 
 

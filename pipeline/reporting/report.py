@@ -108,6 +108,7 @@ def distribution_figure(table: pa.Table) -> str | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = []
     for out_col, in_col, label in DISTRIBUTIONS:
@@ -130,32 +131,39 @@ def distribution_figure(table: pa.Table) -> str | None:
             ax.hist(inp, bins=bins, alpha=0.55, color="#9aa5b1", label=f"input (mean {inp.mean():.2f})")
         ax.hist(out, bins=bins, alpha=0.75, color="#2f6fdf", label=f"output (mean {out.mean():.2f})")
         ax.set_title(label, fontsize=10)
+        ax.set_ylabel("clips", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8, frameon=False)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     return _png(fig)
 
 
-def spectrogram_figure(noisy: np.ndarray, enhanced: np.ndarray, rate: int, title: str) -> str:
-    """Before/after log spectrograms on one colour scale (like the DiffGMM paper's figures)."""
+def spectrogram_figure(panels: list[tuple[str, np.ndarray, int]], title: str) -> str:
+    """Log spectrograms of (name, mono float32 signal, rate in Hz) panels side by side on one colour scale
+    (like the DiffGMM paper's figures). Each at its own rate: a 44.1/48 kHz input shows its full band
+    beside a 16 kHz output, whose empty top half is what the model's rate cuts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy.signal import spectrogram
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 2.8), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 2.8), sharey=True, squeeze=False)
+    axes = axes[0]
     specs = []
-    for signal in (noisy, enhanced):
-        f, t, sxx = spectrogram(signal, fs=rate, nperseg=512, noverlap=384)
+    for _, signal, rate in panels:
+        nperseg = 512 * max(1, round(rate / 16000))  # the same ~32 ms window at every rate
+        f, t, sxx = spectrogram(signal, fs=rate, nperseg=min(nperseg, max(len(signal), 16)), noverlap=None)
         specs.append((f, t, 10 * np.log10(sxx + 1e-12)))
     top = max(float(s[2].max()) for s in specs)
-    for ax, (f, t, db), name in zip(axes, specs, ("noisy input", "denoised output")):
+    for ax, (f, t, db), (name, _, _) in zip(axes, specs, panels):
         mesh = ax.pcolormesh(t, f / 1000, db, vmin=top - 80, vmax=top, shading="auto", cmap="magma")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("s", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[0].set_ylabel("kHz", fontsize=8)
+    axes[0].set_ylim(0, max(float(s[0].max()) for s in specs) / 1000)
     fig.colorbar(mesh, ax=axes, fraction=0.025, pad=0.01, label="dB")
     fig.suptitle(title, fontsize=10, x=0.02, ha="left")
     return _png(fig)
@@ -229,22 +237,54 @@ def clip_section(run: Run, row: dict, metric: str, config: ReportConfig, storage
     title = f"{row[S.INPUT_KEY]} · {metric} {_fmt(row[metric])}"
     named = [(name, row.get(name)) for name in (S.PESQ_WB, S.SI_SDR_DB, S.STOI, S.DNSMOS_OVRL, S.REMOVED_NOISE_DB, S.GMM_NLL)]
     facts = " · ".join(f"{name} {_fmt(value, 2)}" for name, value in named + own_model_stats(row.get(S.MODEL_STATS)) if _ok(value))
+    input_uri = storage.join(run_config["input_uri"], row[S.INPUT_KEY])
     try:
-        noisy, rate = read_excerpt(storage.join(run_config["input_uri"], row[S.INPUT_KEY]), config.excerpt_seconds, storage_config)
+        changed = input_changed(row, input_uri, storage_config)
+        noisy, rate = (None, 0) if changed else read_excerpt(input_uri, config.excerpt_seconds, storage_config)
         enhanced, out_rate = read_excerpt(storage.join(run.uri, "audio", row[S.OUTPUT_KEY]), config.excerpt_seconds, storage_config)
     except Exception as exc:  # a report shows what it can: an unreadable clip becomes a note, not a failure
         log.warning("clip %s: audio not readable: %s", row[S.INPUT_KEY], exc)
         return f'<div class="clip"><h4>{html.escape(title)}</h4><p class="note">audio not readable: {html.escape(str(exc))}</p></div>'
-    noisy16, enhanced16 = resample(noisy, rate, SPECTROGRAM_RATE), resample(enhanced, out_rate, SPECTROGRAM_RATE)
-    size = min(len(noisy16), len(enhanced16))
-    figure = spectrogram_figure(noisy16[:size], enhanced16[:size], SPECTROGRAM_RATE, "")
-    excerpt = f"first {min(config.excerpt_seconds, size / SPECTROGRAM_RATE):.1f} s"
+    enhanced16 = resample(enhanced, out_rate, SPECTROGRAM_RATE)
+    size = len(enhanced16) if noisy is None else min(len(enhanced16), round(len(noisy) * SPECTROGRAM_RATE / rate))
+    seconds = size / SPECTROGRAM_RATE
+    panels = [] if noisy is None else [("noisy input" + (f" ({rate / 1000:g} kHz)" if rate != SPECTROGRAM_RATE else ""),
+                                        noisy[: round(seconds * rate)], rate)]
+    panels.append(("denoised output" + (f" ({out_rate / 1000:g} kHz)" if out_rate != SPECTROGRAM_RATE else ""),
+                   enhanced[: round(seconds * out_rate)], out_rate))
+    figure = spectrogram_figure(panels, "")
+    excerpt = f"first {min(config.excerpt_seconds, seconds):.1f} s"
+    players = "" if noisy is None else _player("noisy", resample(noisy, rate, SPECTROGRAM_RATE)[:size])
+    players += _player("denoised", enhanced16[:size])
+    note = (f'<p class="note changed">{html.escape(changed)}: the input as it is now is not shown beside this run\'s output.</p>'
+            if changed else "")
     return (
-        f'<div class="clip"><h4>{html.escape(title)}</h4><p class="facts">{facts} · {excerpt}</p>'
+        f'<div class="clip"><h4>{html.escape(title)}</h4><p class="facts">{facts} · {excerpt}</p>{note}'
         f'<img alt="spectrograms of {html.escape(row[S.INPUT_KEY])}" src="{figure}">'
-        f'<div class="players"><label>noisy <audio controls preload="none" src="{_wav_uri(noisy16[:size], SPECTROGRAM_RATE)}"></audio></label>'
-        f'<label>denoised <audio controls preload="none" src="{_wav_uri(enhanced16[:size], SPECTROGRAM_RATE)}"></audio></label></div></div>'
+        f'<div class="players">{players}</div></div>'
     )
+
+
+def _player(label: str, signal: np.ndarray) -> str:
+    # preload="metadata": the player shows its duration and plays at once; the data is inline anyway.
+    return f'<label>{label} <audio controls preload="metadata" src="{_wav_uri(signal, SPECTROGRAM_RATE)}"></audio></label>'
+
+
+def input_changed(row: dict, input_uri: str, storage_config) -> str | None:
+    """Why the input object is no longer the one this row was made from (ETag, else size and mtime), or None."""
+    from pipeline.core.ledger import identity
+    from pipeline.core.manifest import stat_input
+
+    try:
+        now = stat_input(input_uri, storage_config)
+    except FileNotFoundError:
+        return "input deleted since this run"
+    if identity(now[S.SIZE], now[S.ETAG], now[S.MTIME]) == identity(row[S.INPUT_SIZE], row[S.INPUT_ETAG], row[S.INPUT_MTIME]):
+        return None
+    what = (f"ETag {row[S.INPUT_ETAG]} → {now[S.ETAG]}" if row[S.INPUT_ETAG] or now[S.ETAG]
+            else f"{row[S.INPUT_SIZE]} → {now[S.SIZE]} bytes, modified {now[S.MTIME]:%Y-%m-%d %H:%M UTC}" if now[S.MTIME]
+            else f"{row[S.INPUT_SIZE]} → {now[S.SIZE]} bytes")
+    return f"input changed since this run ({what})"
 
 
 def _table_html(header: list[str], rows: list[list], classes: str = "") -> str:
@@ -263,14 +303,25 @@ def summary_section(run: Run, table: pa.Table) -> str:
         ("input", run.marker.get("config", {}).get("input_uri", "–")),
         ("clips", f"{summary.get('clips', table.num_rows)} ({summary.get('ok', '–')} ok, {summary.get('errors', '–')} errors, "
                   f"{summary.get('streamed', 0)} streamed)"),
-        ("audio", f"{summary.get('audio_hours', 0.0):.3f} h"),
+        ("audio", audio_duration(summary.get("audio_hours") or 0.0)),
         ("wall time", f"{summary.get('wall_seconds', math.nan):.1f} s"),
-        ("throughput", f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"),
+        ("throughput", f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"
+                       + (f" on the {summary.get('processed_clips')} clips processed in the last attempt "
+                          f"({summary['resumed_rows']} resumed from an earlier one)" if summary.get("resumed_rows") else "")),
         ("cost", f"{_fmt(cost.get('cpu_seconds_per_audio_hour'), 0)} CPU-s and {_fmt(cost.get('gpu_seconds_per_audio_hour'), 0)} "
                  f"GPU-s per audio hour ({_fmt(cost.get('cpu_seconds'), 1)} CPU-s, {_fmt(cost.get('gpu_seconds'), 1)} GPU-s busy)"
                  if cost else "not recorded for this run"),
     ]
     return '<dl class="summary">' + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items) + "</dl>"
+
+
+def audio_duration(hours: float) -> str:
+    """Hours of audio for people: ``2.41 h``, or minutes/seconds for short runs (not ``0.008 h``)."""
+    if hours >= 1:
+        return f"{hours:.2f} h"
+    if hours * 60 >= 1:
+        return f"{hours * 60:.1f} min"
+    return f"{hours * 3600:.1f} s"
 
 
 def errors_section(table: pa.Table) -> str:
@@ -292,13 +343,21 @@ def errors_section(table: pa.Table) -> str:
 
 def comparison_section(results: Results, run: Run, against: Run) -> str:
     from pipeline.reporting import queries
+    from pipeline.reporting.views import connect
 
-    rows = results.connect().sql(queries.compare(against.run_id, run.run_id)).arrow()
-    if hasattr(rows, "read_all"):
-        rows = rows.read_all()
-    rows = rows.to_pylist()
+    con = connect(results)
+
+    def fetch(sql: str) -> list[dict]:
+        table = con.sql(sql).arrow()
+        return (table.read_all() if hasattr(table, "read_all") else table).to_pylist()
+
+    rows = fetch(queries.compare(against.run_id, run.run_id))
+    changed = [r[S.INPUT_KEY] for r in fetch(queries.compare_changed(against.run_id, run.run_id))]
+    changed_note = (f'<p class="note">Not compared: {len(changed)} inputs changed between the runs '
+                    f'({html.escape(", ".join(changed[:20]))}{" …" if len(changed) > 20 else ""}).</p>' if changed else "")
     if not rows:
-        return f"<p>No input was processed successfully by both {html.escape(against.run_id)} and {html.escape(run.run_id)}.</p>"
+        return (f"<p>No unchanged input was processed successfully by both {html.escape(against.run_id)} and "
+                f"{html.escape(run.run_id)}.</p>" + changed_note)
     lines, shown = [], []
     for m in queries.COMPARE_COLUMNS:
         deltas = _finite(r[f"delta_{m}"] for r in rows)
@@ -310,11 +369,11 @@ def comparison_section(results: Results, run: Run, against: Run) -> str:
         if not m.startswith("input_") and len(shown) < 4:
             shown.append(m)
     figure = comparison_figure(rows, shown, against.run_id, run.run_id)
-    head = (f"<p>{len(rows)} inputs processed by both. A = {html.escape(against.run_id)} "
+    head = (f"<p>{len(rows)} unchanged inputs processed by both. A = {html.escape(against.run_id)} "
             f"({html.escape(str(against.marker.get('model_id')))}), B = {html.escape(run.run_id)} "
             f"({html.escape(str(run.marker.get('model_id')))}); Δ = B − A; “B better” counts clips where B moved the right way.</p>")
     table = _table_html(["metric", "clips", "mean A", "mean B", "mean Δ", "B better"], lines)
-    return head + table + (f'<img alt="run vs run scatter" src="{figure}">' if figure else "")
+    return head + changed_note + table + (f'<img alt="run vs run scatter" src="{figure}">' if figure else "")
 
 
 CSS = """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,10 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def list_audio(uri: str, config: storage.StorageConfig | None = None) -> list[str]:
-    """Relative keys of the audio files under ``uri``, sorted."""
+    """Relative keys of the audio files under ``uri``, sorted; none is an error naming where it looked
+    (a relative path is relative to the current directory, not to the recipe file)."""
     fs, root = storage.filesystem(uri, config)
     found = fs.find(root)
     keys = [storage.relative_key(uri, p, fs) for p in found if p.lower().endswith(AUDIO_EXTENSIONS)]
+    if not keys:
+        where = f" (resolved against the current directory: {os.path.abspath(root)})" if storage.protocol_of(uri) == "file" and root != uri else ""
+        raise FileNotFoundError(f"no audio found under {uri}{where}")
     return sorted(keys)
 
 
