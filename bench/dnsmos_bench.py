@@ -84,7 +84,7 @@ def main() -> None:
     for system, fn in systems.items():
         outputs = [fn(noisy) for noisy, _ in pairs]
         mos = ours.score(outputs)
-        for (noisy, clean), out, m in zip(pairs, outputs, mos):
+        for (_noisy, clean), out, m in zip(pairs, outputs, mos):
             points.append({"system": system, "pesq_wb": score_pesq(clean, out, 16000, "wb").value,
                            "sig": m[0], "bak": m[1], "ovrl": m[2], "p808": m[3]})
 

@@ -27,9 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
 import yaml  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from model import build_model, config_from_dict  # noqa: E402
 from pipeline.inference.enhance import EnhanceConfig, Enhancer  # noqa: E402

@@ -425,7 +425,7 @@ class Bench:
                 def durable(uri=chunks_uri, cfg=cfg):
                     return sum(t.num_rows for t in read_chunks(uri, OUT_SCHEMA, cfg))
             else:
-                def durable(ck=os.path.join(case, "_ckpt")):
+                def durable(ck=os.path.join(case, "_ckpt")):  # noqa: B008 (binds this case)
                     return parquet_rows(ck, skip_pending=True)
             first = self.run_and_kill(mode, case, durable, threshold, flush)
             with open(os.path.join(case, "processed.log")) as f:

@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-
 import yaml  # noqa: E402
 
 from model import DiffGMM, DiffGMMConfig, LossConfig  # noqa: E402

@@ -82,7 +82,7 @@ class DiffGMMConfig:
     def __post_init__(self) -> None:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
-        self.stft  # validates n_fft, hop_length, compress
+        _ = self.stft  # validates n_fft, hop_length, compress
         if self.num_components < 1:
             raise ValueError(f"num_components must be >= 1, got {self.num_components}")
         if self.num_steps < 1:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 WINDOWS = ("sqrt_hann", "hamming")
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import noisy_tone
 from torch.nn import functional as F
 
-from conftest import noisy_tone
 from model import AIGD, AIGDConfig, AIGDLossConfig, aigd_loss, make_checkpoint, model_from_checkpoint
 from model.complex import ComplexConv2d, cat, from_parts, to_parts
 from model.image_losses import bounded_sdr_loss, gaussian_window, ssim

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import shared_path
 
 from pipeline.quality.baselines import BASELINES, RNNOISE_LAG_48K, rnnoise_48k
 from pipeline.quality.metrics import score_si_sdr
-from conftest import shared_path
 
 
 def _speech() -> tuple[np.ndarray, int]:

@@ -7,9 +7,10 @@ from jobs.cli import main
 
 @pytest.fixture
 def inputs(tmp_path):
-    from pipeline.audio.demo_data import generate_pair
     import numpy as np
     import soundfile as sf
+
+    from pipeline.audio.demo_data import generate_pair
 
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "a.wav", generate_pair(1.0, 5.0, 16000, np.random.default_rng(0))[0], 16000)

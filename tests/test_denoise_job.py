@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from conftest import make_corpus
 
 from pipeline.core import schema as S
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.inference.stages import ModelStageConfig
-from conftest import make_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -271,7 +271,7 @@ def test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix(ray_local, s3_
     rows = {r[S.INPUT_KEY]: r for r in table.to_pylist()}
     assert summary["clips"] == len(rows) and set(rows) == {k[len("in/"):] for k in keys if k.startswith("in/")}
     assert rows["ok.wav"][S.STATUS] == "ok"
-    for key, row in rows.items():
+    for row in rows.values():
         if row[S.STATUS] == "ok":
             assert ".." not in (row[S.OUTPUT_KEY] or "")
         else:

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
-from pipeline.quality.dnsmos import WINDOW, DNSMOS, DNSMOSConfig, mel_bank, windows_of
 from conftest import shared_path
+
+from pipeline.quality.dnsmos import DNSMOS, WINDOW, DNSMOSConfig, mel_bank, windows_of
 
 
 def _pair(key: str):

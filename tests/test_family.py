@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import TINY_CONFIG
+
 from model import DiffGMM, DiffGMMConfig
 from pipeline.audio.windowing import WindowConfig
 from pipeline.inference.enhance import EnhanceConfig, Enhancer

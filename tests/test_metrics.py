@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import shared_path
+
 from pipeline.quality.metrics import (
     score_all,
     score_pesq,

@@ -3,11 +3,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import noisy_tone
 
 from model import DiffGMM, DiffGMMConfig, LossConfig, diffgmm_loss
 from model.gmm import MixtureParams, mixture_mean, mixture_nll, mixture_sample, params_from_raw
 from pipeline.quality.metrics import si_sdr_db
-from conftest import noisy_tone
 
 SMALL = DiffGMMConfig(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2)
 

@@ -43,8 +43,8 @@ def _keys(root: str, run_id: str) -> list[str]:
 def other_checkpoint(tmp_path_factory) -> str:
     """A second model: same family and size, other weights (so another model id)."""
     import torch
-
     from conftest import TINY_CONFIG
+
     from model import DiffGMM, DiffGMMConfig, make_checkpoint
     from pipeline.core.checkpoints import save_checkpoint
 

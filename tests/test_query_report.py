@@ -228,7 +228,7 @@ def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucke
     assert "removed_noise_db" in hint and "gmm_nll" in hint
     report = str(tmp_path / "s3.html")
     assert main(["report", out, "--out", report, "--clips", "1"]) == 0
-    text = io.open(report, encoding="utf-8").read()
+    text = open(report, encoding="utf-8").read()
     # No reference here: clips are ranked by the reference-free removed-noise figure, audio read from S3.
     assert "Worst clips by removed_noise_db" in text and "data:audio/wav;base64," in text
     assert "testing-secret-value" not in text

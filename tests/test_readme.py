@@ -114,7 +114,7 @@ def check(argv: list[str], out: str, ctx: dict) -> None:
         if "nothing new" in out:
             return
         assert re.search(r"^run \S+: 3 clips \(2 ok, 1 errors\)", out, re.M), out
-        table = _clips(re.search(r"^outputs: (\S+)", out, re.M).group(1), ctx)
+        table = _clips(re.search(r"outputs: (\S+)", out, re.M).group(1), ctx)
         assert sorted(table.column("status").to_pylist()) == ["error", "ok", "ok"]
     elif sub == "enhance":
         target = Path(argv[argv.index("--output-dir") + 1])
@@ -125,7 +125,7 @@ def check(argv: list[str], out: str, ctx: dict) -> None:
     elif sub == "evaluate":
         models = argv[argv.index("--models") + 1].split(",")
         assert out.startswith("2 clips") and all(re.search(rf"^  {m}\s+errors=0", out, re.M) for m in models), out
-        run_uri = re.search(r"^outputs: (\S+)", out, re.M).group(1)
+        run_uri = re.search(r"outputs: (\S+)", out, re.M).group(1)
         ctx["eval_run_id"] = run_uri.rstrip("/").rsplit("/", 1)[1]
         assert _clips(run_uri, ctx).num_rows == 2 * len(models)
     elif sub == "train":

@@ -8,9 +8,9 @@ import numpy as np
 import soundfile as sf
 import torch
 import yaml
+from conftest import SMALL_STFT_CONFIG
 
 from jobs.cli import main
-from conftest import SMALL_STFT_CONFIG
 
 RECIPE = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "train-default.yaml"
 

@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_STFT_CONFIG, TINY_CONFIG, noisy_tone
 
 from model import DiffGMM, DiffGMMConfig, LossConfig, diffgmm_loss
 from model.gmm import MixtureParams, complex_params_from_raw, mixture_mean, mixture_nll, mixture_sample
 from model.losses import multires_stft_loss
 from model.spectral import STFTConfig, istft, stft
 from pipeline.quality.metrics import si_sdr_db
-from conftest import SMALL_STFT_CONFIG, TINY_CONFIG, noisy_tone
 
 SMALL_STFT = DiffGMMConfig(**SMALL_STFT_CONFIG)
 

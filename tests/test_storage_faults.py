@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import soundfile as sf
-
 from fault_proxy import Fault, FaultProxy
+
 from pipeline.audio.demo_data import generate_pair
 from pipeline.core import schema as S
 from pipeline.core import storage

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import TINY_CONFIG
 
+from model import DiffGMMConfig
 from pipeline.audio.mixing import MixConfig, mix_at_snr, mix_example, snr_db
 from pipeline.train.job import DataConfig, OptimConfig, ScalingConfig, TrainConfig, run_train
-from model import DiffGMMConfig
-from conftest import TINY_CONFIG
 
 
 def test_mixing_hits_the_requested_snr_and_is_reproducible(rng):

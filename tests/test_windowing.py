@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from pipeline.audio.windowing import PAD_MODES, WindowConfig, crossfade_weight, fill_window, frame, num_windows, overlap_add
+from pipeline.audio.windowing import (
+    PAD_MODES,
+    WindowConfig,
+    crossfade_weight,
+    fill_window,
+    frame,
+    num_windows,
+    overlap_add,
+)
 from pipeline.inference.enhance import EnhanceConfig, Enhancer
 from tests.conftest import IdentityModel
 

@@ -58,7 +58,7 @@ class Ledger:
 
     def apply(self, run_id: str, marker: dict, clips: pa.Table) -> None:
         """Take a committed run's rows as the current results of their inputs."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         nightly = marker.get(KIND_NIGHTLY, {})
         config_sha = nightly.get(S.OUTPUT_CONFIG_SHA256, nightly.get(S.LEGACY_OUTPUT_CONFIG_SHA256))
         for row in clips.to_pylist():

@@ -25,14 +25,23 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import pyarrow as pa
 
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.core.runs import ChunkWriter, RunPaths, read_chunks, read_commit, remove_tree, write_commit, write_parquet, write_table_files
+from pipeline.core.runs import (
+    ChunkWriter,
+    RunPaths,
+    read_chunks,
+    read_commit,
+    remove_tree,
+    write_commit,
+    write_parquet,
+    write_table_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +131,7 @@ class RunLifecycle:
         marker = {
             "run_id": self.run_id,
             "kind": self.kind,
-            "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "committed_at": dt.datetime.now(dt.UTC).isoformat(),
             **marker,
             "table_files": [f"clips/{name}" for name in files],
         }

@@ -110,7 +110,7 @@ def committed_runs(output_uri: str, config: storage.StorageConfig | None = None)
         marker = json.loads(storage.read_bytes(storage.join(output_uri, "runs", run_id, COMMIT_MARKER), config))
         kind = marker.get("kind", KIND_DENOISE)
         runs.append(Run(run_id=marker.get("run_id", run_id), kind=kind, marker=marker, uri=storage.join(output_uri, "runs", run_id)))
-    runs.sort(key=lambda r: (r.committed_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc), r.run_id))
+    runs.sort(key=lambda r: (r.committed_at or dt.datetime.min.replace(tzinfo=dt.UTC), r.run_id))
     return runs
 
 

@@ -62,7 +62,7 @@ class RunPaths:
 
 
 def default_run_id() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def read_commit(paths: RunPaths, config: storage.StorageConfig) -> dict | None:

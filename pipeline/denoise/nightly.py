@@ -60,7 +60,7 @@ class NightlyConfig:
 
 def nightly_run_id(now: dt.datetime | None = None) -> str:
     """The UTC date: a scheduler's retry on the same day is the same run."""
-    return (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%d")
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
 
 
 def output_config_sha256(config: DenoiseConfig) -> str:

@@ -12,9 +12,9 @@ Outputs under ``<output>/runs/<run_id>/``: ``clips/part-*.parquet``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -29,7 +29,15 @@ from pipeline.core.config import to_dict
 from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.runs import default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
-from pipeline.inference.stages import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, ModelStageConfig, error_text, pack_audio, unpack_audio
+from pipeline.inference.stages import (
+    AUDIO,
+    AUDIO_CHANNELS,
+    ENHANCED_AUDIO,
+    ModelStageConfig,
+    error_text,
+    pack_audio,
+    unpack_audio,
+)
 from pipeline.quality.baselines import BASELINES
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns
 from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, join_errors, score_all

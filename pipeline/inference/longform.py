@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.audio.codec import AudioError, StreamResampler, clip_for_subtype, explain_decode_error, resampled_length, to_channels
+from pipeline.audio.codec import (
+    AudioError,
+    StreamResampler,
+    clip_for_subtype,
+    explain_decode_error,
+    resampled_length,
+    to_channels,
+)
 from pipeline.core import storage
 from pipeline.inference.enhance import mean_stats
 

@@ -408,7 +408,7 @@ def build_report(
     table = results.run_table(run)
     tick("read tables")
     parts = [f"<h1>Denoise run {html.escape(run.run_id)}</h1>",
-             f'<p class="sub">diffgmm report · generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}</p>',
+             f'<p class="sub">diffgmm report · generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}</p>',
              "<h2>Summary</h2>", summary_section(run, table)]
     figure = distribution_figure(table)
     tick("distributions")

@@ -40,7 +40,15 @@ from pipeline.train.data import (
     validation_set,
 )
 from pipeline.train.executors import run_train, run_train_local, train_loop_per_worker
-from pipeline.train.loop import Progress, build_model, end_of_epoch, prepare_run, read_train_state, restore_progress, train_loop
+from pipeline.train.loop import (
+    Progress,
+    build_model,
+    end_of_epoch,
+    prepare_run,
+    read_train_state,
+    restore_progress,
+    train_loop,
+)
 
 __all__ = [
     "CLEAN", "LR_SCHEDULES", "NOISY", "DataConfig", "MixStage", "OptimConfig", "PairCropStage", "Progress", "ScalingConfig",
