@@ -77,11 +77,11 @@ def test_rows_keyed_by_a_function_many_rows_per_input(tmp_path):
     assert done.column("model").to_pylist()[:3] == ["m1", "m2", "m3"]  # an input's rows keep their order
 
 
-def test_throughput_after_a_resume_counts_only_what_this_attempt_processed(capsys):
+def test_throughput_after_a_resume_counts_only_what_this_attempt_processed():
     """Issue 22 #6: 300 rows of which 128 were durable before the attempt; the rate is over the 172 done now."""
-    from jobs.denoise import print_summary
     from pipeline.core import schema as S
     from pipeline.denoise.job import summarize
+    from pipeline.denoise.summary import format_summary
 
     keys = [f"c{i:03d}.wav" for i in range(300)]
     table = pa.Table.from_pylist([{S.RUN_ID: "r1", S.INPUT_KEY: k, S.STATUS: S.STATUS_OK, S.DURATION_SECONDS: 1.5,
@@ -90,7 +90,6 @@ def test_throughput_after_a_resume_counts_only_what_this_attempt_processed(capsy
     assert summary["clips"] == 300 and summary["resumed_rows"] == 128 and summary["processed_clips"] == 172
     assert summary["audio_seconds_per_second"] == pytest.approx(172 * 1.5 / 28.3)
     assert summary["audio_seconds_per_second_all_rows"] == pytest.approx(300 * 1.5 / 28.3)
-    print_summary({**summary, "run_id": "r1", "run_uri": "out/runs/r1"})
-    text = capsys.readouterr().out
+    text = format_summary({**summary, "run_id": "r1", "run_uri": "out/runs/r1"})
     assert f"{172 * 1.5 / 28.3:.1f}x real time on the 172 clips processed now" in text
     assert f"128 resumed from an earlier attempt; {300 * 1.5 / 28.3:.1f}x counting them" in text
