@@ -49,7 +49,21 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-class IdentityModel:
+class ParameterFreeFamily:
+    """What a test family without weights needs beyond its enhance method: device moves and eval
+    are no-ops, and it has no trainable parameters."""
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def trainable_parameters(self):
+        return iter(())
+
+
+class IdentityModel(ParameterFreeFamily):
     """A "windows" family (model.family) that returns its input: isolates windowing from the network.
 
     Its stats are under its own names, as any family's: ``identity_unit`` (batch,) all ones and
@@ -62,14 +76,6 @@ class IdentityModel:
     class config:  # noqa: N801 - mimics a dataclass instance attribute
         sample_rate = 16000
 
-    def to(self, device):
-        return self
-
-    def eval(self):
-        return self
-
-    def trainable_parameters(self):
-        return iter(())
 
     def enhance(self, windows, generator=None):
         import torch

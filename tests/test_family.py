@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, ParameterFreeFamily
 
 from model import DiffGMM, DiffGMMConfig
 from pipeline.audio.windowing import WindowConfig
 from pipeline.inference.enhance import EnhanceConfig, Enhancer
 
 
-class RunningMeanClip:
+class RunningMeanClip(ParameterFreeFamily):
     """A toy "clip" family: each output sample is the input minus the running mean of the clip so far.
 
     The running (sum, count) is the state carried chunk to chunk, so the output of a chunk
@@ -39,15 +39,6 @@ class RunningMeanClip:
     def __init__(self) -> None:
         self.calls: list[tuple[int, bool]] = []
         self.seen: list[np.ndarray] = []
-
-    def to(self, device):
-        return self
-
-    def eval(self):
-        return self
-
-    def trainable_parameters(self):
-        return iter(())
 
     def enhance_chunk(self, chunk, state, generator=None):
         self.calls.append((len(chunk), state is not None))
