@@ -156,6 +156,17 @@ def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_pat
     assert again["train_audio_seconds"] == pytest.approx(4 * 2 * 0.25)
     assert again["train_cpu_seconds"] > meta["train_cpu_seconds"]
     assert again["trainer_state"]["audio_seconds"] == again["train_audio_seconds"]
+    # The validation history survives the resume: one entry per epoch, CPU-seconds rising, the last one the run's.
+    history = again["history"]
+    assert [e["step"] for e in history] == [2, 4]
+    assert history[0]["cpu_seconds"] == pytest.approx(meta["train_cpu_seconds"])
+    assert history[1]["cpu_seconds"] == pytest.approx(again["train_cpu_seconds"])
+    assert history[1]["cpu_seconds"] > history[0]["cpu_seconds"]
+    assert history[1]["val"]["pesq_wb"] == pytest.approx(second["metrics"]["val_pesq_wb"])
+    from bench.quality_curves import best_points, load_history, markdown
+
+    rows = best_points({"paired": load_history(f"{root}/runs/paired/last.pt")})
+    assert rows[0]["step"] in (2, 4) and "| paired |" in markdown(rows)
 
 
 @pytest.mark.parametrize("name", sorted(__import__("model.registry", fromlist=["MODELS"]).MODELS))

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.core import storage
 from pipeline.train.configs import TrainConfig
@@ -32,17 +32,20 @@ class Progress:
 
     ``cpu_seconds``: CPU time (all threads) of the chief training process, summed over
     every attempt of the run (data workers beside it are not counted). ``audio_seconds``:
-    seconds of training audio the optimiser has seen, over all workers.
+    seconds of training audio the optimiser has seen, over all workers. ``history``: one
+    entry per validation, ``{"step", "cpu_seconds", "audio_seconds", "val": {...}}``, so a
+    run's quality per CPU-second can be drawn from its ``last.pt`` (bench/quality_curves.py).
     """
 
     step: int = 0
     best_pesq_wb: float = -math.inf
     cpu_seconds: float = 0.0
     audio_seconds: float = 0.0
+    history: list = field(default_factory=list)
 
     def state(self) -> dict:
         return {"step": self.step, "best_pesq_wb": self.best_pesq_wb, "cpu_seconds": self.cpu_seconds,
-                "audio_seconds": self.audio_seconds}
+                "audio_seconds": self.audio_seconds, "history": list(self.history)}
 
 
 def step_generator(config: TrainConfig, step: int, device):
@@ -90,7 +93,8 @@ def restore_progress(optimizer, resume_state: dict | None) -> Progress:
     optimizer.load_state_dict(resume_state["metadata"]["optimizer"])
     trainer = resume_state["metadata"]["trainer_state"]
     return Progress(step=int(trainer["step"]), best_pesq_wb=float(trainer["best_pesq_wb"]),
-                    cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)))
+                    cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)),
+                    history=list(trainer.get("history", [])))
 
 
 def set_learning_rate(optimizer, config: TrainConfig, step: int) -> float:
@@ -130,10 +134,13 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
     scores = validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
     improved = scores["pesq_wb"] > progress.best_pesq_wb
     progress.best_pesq_wb = max(progress.best_pesq_wb, scores["pesq_wb"])
+    progress.history.append({"step": progress.step, "cpu_seconds": progress.cpu_seconds,
+                             "audio_seconds": progress.audio_seconds, "val": dict(scores)})
     examples = progress.step * config.optim.batch_size * config.scaling.num_workers
     meta = {**run_info, "name": config.name, "step": progress.step, "examples": examples,
             "audio_hours": examples * config.mix.segment_seconds / 3600.0, "val": scores,
-            "train_cpu_seconds": progress.cpu_seconds, "train_audio_seconds": progress.audio_seconds}
+            "train_cpu_seconds": progress.cpu_seconds, "train_audio_seconds": progress.audio_seconds,
+            "history": list(progress.history)}
     last = make_checkpoint(core, {**meta, "optimizer": optimizer.state_dict(), "trainer_state": progress.state()})
     _save(last, storage.join(config.run_uri, "last.pt"), config)
     if improved:
