@@ -56,9 +56,9 @@ def _denoise_flags(p: argparse.ArgumentParser, run_id_help: str) -> None:
 
 def _model_flag(p: argparse.ArgumentParser) -> None:
     """``--model`` and ``--checkpoint`` are one flag: a shipped family by name or any checkpoint file."""
-    from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS  # a light module: --help stays instant
+    from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS  # a light module: --help stays instant
 
-    names = ", ".join(SHIPPED_CHECKPOINTS)
+    names = ", ".join([*SHIPPED_CHECKPOINTS, *PEER_MODELS])
     p.add_argument("--model", "--checkpoint", dest="checkpoint", metavar="MODEL",
                    help=f"a shipped model by name ({names}; default diffgmm) or a checkpoint path or URI")
 
@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", dest="output_uri", help="where the table and summary go")
     _model_flag(p)
     p.add_argument("--models", help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
-                   "rnnoise,noisy,spectral_gating,wiener (baselines)")
+                   "deepfilternet3,rnnoise,noisy,spectral_gating,wiener (peers and baselines)")
     p.add_argument("--run-id")
 
     p = sub.add_parser("train", help="train a model of the family (the recipe's model_name) from a recipe: Ray Train (TorchTrainer) or one local process")

@@ -207,13 +207,13 @@ class ModelStage:
         import torch
 
         from pipeline.core.checkpoints import load_model
-        from pipeline.inference.enhance import Enhancer
+        from pipeline.inference.peer import make_enhancer  # h19 hook: a peer model (deepfilternet3) or a family
 
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         loaded = load_model(config.checkpoint_uri, storage_config)
         self.model_id = loaded.model_id
-        self.enhancer = Enhancer(loaded.model, config.enhance)
+        self.enhancer = make_enhancer(loaded.model, config.enhance)
         self.output_column = output_column
         self.long_files = long_files
         # Several model stages in one dataset (an evaluation of several models) keep
