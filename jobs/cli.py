@@ -40,7 +40,7 @@ def denoise_config(args):
     from pipeline.denoise.job import DenoiseConfig
 
     flags = {"input_uri": "input_uri", "output_uri": "output_uri", "reference_uri": "reference_uri",
-             "run_id": "run_id", "checkpoint": "model.checkpoint_uri"}
+             "run_id": "run_id", "checkpoint": "model.checkpoint_uri", "atten_lim_db": "model.enhance.atten_lim_db"}
     return load_yaml(DenoiseConfig, args.config, overrides_from(args, flags))
 
 
@@ -51,6 +51,8 @@ def _denoise_flags(p: argparse.ArgumentParser, run_id_help: str) -> None:
     p.add_argument("--output", dest="output_uri", help="output prefix (a nightly ledger lives under it)")
     p.add_argument("--reference", dest="reference_uri", help="clean reference prefix with matching keys")
     _model_flag(p)
+    p.add_argument("--atten-lim-db", type=float, metavar="DB",
+                   help="suppress at most this many dB in any band and frame (natural-sounding speech); default: no limit")
     p.add_argument("--run-id", help=run_id_help)
 
 

@@ -32,6 +32,10 @@ class EnhanceConfig:
 
     ``pad_mode``: how a window that runs past the clip's end is filled
     (:func:`pipeline.audio.windowing.fill_window`): "reflect" or "zeros".
+
+    ``atten_lim_db``: at most this many dB of suppression in any STFT band and
+    frame (:mod:`pipeline.audio.attenuation`; applied by
+    :func:`pipeline.inference.peer.make_enhancer`); None: no limit.
     """
 
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -40,8 +44,11 @@ class EnhanceConfig:
     pad_batches: str = "auto"
     short_clip_buckets: int = 3
     pad_mode: str = "reflect"
+    atten_lim_db: float | None = None  # h19
 
     def __post_init__(self) -> None:
+        if self.atten_lim_db is not None and not self.atten_lim_db > 0:
+            raise ValueError(f"atten_lim_db must be > 0 dB (or null for no limit), got {self.atten_lim_db!r}")
         if self.pad_batches not in ("auto", "yes", "no"):
             raise ValueError(f"pad_batches must be auto, yes or no, got {self.pad_batches!r}")
         if self.pad_mode not in PAD_MODES:

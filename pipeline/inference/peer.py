@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from pipeline.audio.attenuation import AttenuationLimiter, limit_attenuation
 from pipeline.audio.codec import fit_length, resample
 from pipeline.core.checkpoints import PeerModel
 from pipeline.inference.enhance import ClipStats, EnhanceConfig, Enhancer
@@ -61,6 +62,47 @@ def is_peer(model) -> bool:
     return isinstance(model, PeerModel)
 
 
+class LimitedEnhancer:
+    """Any enhancer with ``config.atten_lim_db`` applied to its model-rate output (whole clips and streams alike)."""
+
+    def __init__(self, inner, atten_lim_db: float) -> None:
+        self.inner, self.atten_lim_db = inner, atten_lim_db
+        self.sample_rate, self.config = inner.sample_rate, inner.config
+
+    def enhance_many(self, signals: list[np.ndarray]) -> list[tuple[np.ndarray, ClipStats]]:
+        results = self.inner.enhance_many(signals)
+        return [(limit_attenuation(s, out, self.sample_rate, self.atten_lim_db), stats) for s, (out, stats) in zip(signals, results)]
+
+    def enhance_stream(self, pieces: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
+        seen: list[np.ndarray] = []  # input pieces not yet matched with output
+
+        def recorded() -> Iterator[np.ndarray]:
+            for piece in pieces:
+                seen.append(np.asarray(piece, dtype=np.float32))
+                yield piece
+
+        limiter = AttenuationLimiter(self.atten_lim_db, self.sample_rate)
+        held = np.zeros(0, dtype=np.float32)
+        for out, stats in self.inner.enhance_stream(recorded(), length):
+            held = np.concatenate([held, *seen])
+            seen.clear()
+            noisy, held = held[: len(out)], held[len(out) :]
+            limited = limiter.push(noisy, out)
+            if stats is not None:
+                limited = np.concatenate([limited, limiter.finish()])
+            yield limited, stats
+
+    def enhance(self, waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, ClipStats]:
+        if waveform.ndim == 2:
+            results = [self.enhance(ch, sample_rate) for ch in waveform]
+            return np.stack([r[0] for r in results]), results[0][1]
+        signal = resample(waveform, sample_rate, self.sample_rate)
+        out, stats = self.enhance_many([signal])[0]
+        return fit_length(resample(out, self.sample_rate, sample_rate), len(waveform)), stats
+
+
 def make_enhancer(model, config: EnhanceConfig | None = None):
-    """An :class:`Enhancer` for a family module, a :class:`PeerEnhancer` for a peer descriptor."""
-    return PeerEnhancer(model, config) if is_peer(model) else Enhancer(model, config)
+    """An :class:`Enhancer` for a family module, a :class:`PeerEnhancer` for a peer descriptor; limited when ``atten_lim_db`` is set."""
+    config = config or EnhanceConfig()
+    inner = PeerEnhancer(model, config) if is_peer(model) else Enhancer(model, config)
+    return inner if config.atten_lim_db is None else LimitedEnhancer(inner, config.atten_lim_db)
