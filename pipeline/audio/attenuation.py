@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.audio.paired_stft import PairedSTFTStream
+
 FRAME_SECONDS = 0.032
 
 
@@ -33,62 +35,16 @@ PASSES = 3
 MARGIN_DB = 0.5
 
 
-class _Pass:
+def _pass(atten_lim_db: float, sample_rate: int) -> PairedSTFTStream:
     """One streaming STFT pass: bins below the floor become the input's bin scaled to the floor."""
+    floor = 10.0 ** (-atten_lim_db / 20.0)
 
-    def __init__(self, atten_lim_db: float, sample_rate: int) -> None:
-        self.floor = 10.0 ** (-atten_lim_db / 20.0)
-        self.frame, self.hop = stft_geometry(sample_rate)
-        n = np.arange(self.frame)
-        self.window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * n / self.frame))  # periodic Hann², summing to 1 at 50 %
-        # The first frame starts one hop before the signal, so every sample is covered by two frames.
-        self._noisy = np.zeros(self.hop)
-        self._enhanced = np.zeros(self.hop)
-        self._overlap = np.zeros(self.hop)
-        self._to_drop = self.hop
-        self._taken = self._given = 0
+    def limit(n_spec: np.ndarray, e_spec: np.ndarray) -> np.ndarray:
+        # The input's phase too: the enhanced bin's own phase there is mostly leakage, and lifting it gives
+        # frames that cancel on overlap-add.
+        return np.where(np.abs(e_spec) < floor * np.abs(n_spec), floor * n_spec, e_spec)
 
-    def _limit(self, noisy: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
-        """(frames, frame) windowed frames of both → (frames, frame) synthesis-windowed limited frames."""
-        n_spec = np.fft.rfft(noisy * self.window, axis=-1)
-        e_spec = np.fft.rfft(enhanced * self.window, axis=-1)
-        # A bin cut below the floor becomes the input scaled to the floor, the input's phase included: the
-        # enhanced bin's own phase there is mostly leakage, and lifting it gives frames that cancel on overlap-add.
-        low = np.abs(e_spec) < self.floor * np.abs(n_spec)
-        spec = np.where(low, self.floor * n_spec, e_spec)
-        return np.fft.irfft(spec, n=self.frame, axis=-1) * self.window
-
-    def _run(self) -> np.ndarray:
-        count = (len(self._noisy) - self.frame) // self.hop + 1 if len(self._noisy) >= self.frame else 0
-        if not count:
-            return np.zeros(0)
-        index = np.arange(self.frame)[None, :] + self.hop * np.arange(count)[:, None]
-        frames = self._limit(self._noisy[index], self._enhanced[index])
-        out = np.empty(count * self.hop)
-        for i, f in enumerate(frames):
-            out[i * self.hop : (i + 1) * self.hop] = f[: self.hop] + self._overlap
-            self._overlap = f[self.hop :]
-        self._noisy, self._enhanced = self._noisy[count * self.hop :], self._enhanced[count * self.hop :]
-        drop = min(self._to_drop, len(out))
-        self._to_drop -= drop
-        out = out[drop:][: self._taken - self._given]
-        self._given += len(out)
-        return out
-
-    def push(self, noisy: np.ndarray, enhanced: np.ndarray) -> np.ndarray:
-        """Aligned pieces of the input and the enhanced signal (same length) → the limited samples now final."""
-        if len(noisy) != len(enhanced):
-            raise ValueError(f"attenuation limit: input and enhanced pieces differ in length ({len(noisy)} vs {len(enhanced)})")
-        self._taken += len(noisy)
-        self._noisy = np.concatenate([self._noisy, np.asarray(noisy, dtype=np.float64)])
-        self._enhanced = np.concatenate([self._enhanced, np.asarray(enhanced, dtype=np.float64)])
-        return self._run().astype(np.float32)
-
-    def finish(self) -> np.ndarray:
-        """The rest: pads both with zeros until every sample taken has been covered by both of its frames."""
-        pad = np.zeros(self.frame)
-        self._noisy, self._enhanced = np.concatenate([self._noisy, pad]), np.concatenate([self._enhanced, pad])
-        return self._run().astype(np.float32)
+    return PairedSTFTStream(stft_geometry(sample_rate)[0], limit)
 
 
 class AttenuationLimiter:
@@ -101,7 +57,7 @@ class AttenuationLimiter:
     def __init__(self, atten_lim_db: float, sample_rate: int) -> None:
         if not atten_lim_db > 0:
             raise ValueError(f"atten_lim_db must be > 0 dB, got {atten_lim_db}")
-        self.passes = [_Pass(max(atten_lim_db - MARGIN_DB, atten_lim_db / 2), sample_rate) for _ in range(PASSES)]
+        self.passes = [_pass(max(atten_lim_db - MARGIN_DB, atten_lim_db / 2), sample_rate) for _ in range(PASSES)]
         self._queues = [np.zeros(0, dtype=np.float32) for _ in self.passes[1:]]
 
     def _cascade(self, out: np.ndarray, finish: bool) -> np.ndarray:
