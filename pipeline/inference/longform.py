@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.audio.fullband import FullBandStream
 from pipeline.audio.codec import AudioError, StreamResampler, clip_for_subtype, explain_decode_error, resampled_length, to_channels
 from pipeline.core import storage
 from pipeline.inference.enhance import mean_stats
@@ -106,9 +107,9 @@ class _Tee:
             yield piece
 
     def take(self, count: int) -> np.ndarray:
-        """The next ``count`` input samples, in order."""
+        """The next ``count`` input samples, in order (fewer where the input has ended)."""
         parts, need = [], count
-        while need:
+        while need and self.pending:
             head = self.pending.popleft()
             if len(head) > need:
                 self.pending.appendleft(head[need:])
@@ -140,9 +141,11 @@ class LongFileWriter:
         output_format: str,
         config: StreamConfig,
         storage_config: storage.StorageConfig,
+        full_band: bool = True,
     ) -> None:
         self.input_uri, self.audio_uri, self.channel_policy = input_uri, audio_uri, channel_policy
         self.output_format, self.config, self.storage = output_format, config, storage_config
+        self.full_band = full_band  # h19: as decode.full_band (pipeline.audio.fullband)
 
     def run(self, enhancer, key: str, output_key: str, output_format: str, output_subtype: str | None) -> StreamResult:
         """Enhance ``input_uri/key`` into ``audio_uri/output_key`` as ``output_format``/``output_subtype``.
@@ -169,7 +172,11 @@ class LongFileWriter:
             channels = 1 if self.channel_policy != "per_channel" else int(src.channels)
             model_rate = enhancer.sample_rate
             model_length = resampled_length(frames, rate, model_rate)
-            tees = [_Tee(_resampled(p, StreamResampler(rate, model_rate))) for p in fan_out(blocks(), channels)]
+            widen = self.full_band and rate > model_rate
+            # Own-rate input is kept until its output arrives only when the full band needs it.
+            raws = [_Tee(p) if widen else p for p in fan_out(blocks(), channels)]
+            tees = [_Tee(_resampled(iter(r), StreamResampler(rate, model_rate))) for r in raws]
+            wide = [FullBandStream(rate, model_rate) if widen else None for _ in range(channels)]
             streams = [enhancer.enhance_stream(iter(t), model_length) for t in tees]
             backs = [StreamResampler(model_rate, rate) for _ in range(channels)]
             subtype = output_subtype if output_subtype and sf.check_format(output_format, output_subtype) else None
@@ -179,13 +186,18 @@ class LongFileWriter:
             with sf.SoundFile(local, "w", rate, channels, format=output_format, subtype=subtype) as dst:
                 for parts in zip(*streams):
                     outs = []
-                    for tee, back, (enhanced, clip_stats) in zip(tees, backs, parts):
+                    for tee, back, raw, fb, (enhanced, clip_stats) in zip(tees, backs, raws, wide, parts):
                         noisy, clean = tee.take(len(enhanced)).astype(np.float64), enhanced.astype(np.float64)
                         power += [np.dot(noisy, noisy), np.dot(clean, clean), np.sum(np.square(noisy - clean))]
                         outs.append(back.process(enhanced))
                         if clip_stats is not None:
                             outs[-1] = np.concatenate([outs[-1], back.finish()])
                             stats.append(clip_stats)
+                        if fb is not None:  # the input's own-rate samples under the model's top-band gain
+                            y = outs[-1]
+                            x = raw.take(len(y))
+                            x = np.concatenate([x, np.zeros(len(y) - len(x), dtype=np.float32)])
+                            outs[-1] = fb.push(x, y) if clip_stats is None else np.concatenate([fb.push(x, y), fb.finish()])
                     data = np.stack(outs)[:, : frames - written]
                     dst.write(clip_for_subtype(data, dst.subtype).T)
                     written += data.shape[1]
