@@ -28,7 +28,7 @@ def inputs(tmp_path):
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "decode.channel_policy=left"], "channel_policy must be one of"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "actors.max_actors=-1"], "must be >= 0"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--checkpoint", "{t}/text.pt"], "checkpoint {t}/text.pt"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"], "not a shipped model (diffgmm, aigd)"),
+        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"], "not a shipped model (diffgmm, aigd, deepfilternet3)"),
         (["evaluate", "--clean", "{t}/in", "--noisy", "{t}/in", "--output", "{t}/e", "--models", "diffgmm,rnnnoise"], "unknown models ['rnnnoise']"),
         (["train", "--config", "{t}/missing.yaml"], "missing.yaml"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/in/out"], "overlap"),

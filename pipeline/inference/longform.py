@@ -194,9 +194,8 @@ class LongFileWriter:
                             outs[-1] = np.concatenate([outs[-1], back.finish()])
                             stats.append(clip_stats)
                         if fb is not None:  # the input's own-rate samples under the model's top-band gain
-                            y = outs[-1]
-                            x = raw.take(len(y))
-                            x = np.concatenate([x, np.zeros(len(y) - len(x), dtype=np.float32)])
+                            x = raw.take(len(outs[-1]))  # the resampler may give a few samples past the file's end
+                            y = outs[-1][: len(x)]
                             outs[-1] = fb.push(x, y) if clip_stats is None else np.concatenate([fb.push(x, y), fb.finish()])
                     data = np.stack(outs)[:, : frames - written]
                     dst.write(clip_for_subtype(data, dst.subtype).T)
