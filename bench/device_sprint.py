@@ -130,7 +130,7 @@ def main() -> None:
             out = model(noisy)
         out.enhanced, out.final = out.enhanced.float(), out.final.float()  # the loss in float32, as pipeline/train
         loss, parts = family.loss(out, clean, loss_config, model)
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

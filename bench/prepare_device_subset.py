@@ -58,11 +58,14 @@ def main() -> None:
         for i in rng.permutation(len(train)):
             audio = np.clip(load_mono(f"{uri}/{train[i]}", rate) * 32767, -32768, 32767).astype(np.int16)
             size = len(zlib.compress(audio.tobytes(), 6))
-            if used + size > budget:
-                break
+            if used + size > budget:  # the last file is cut to what fits (at least one second)
+                audio = audio[: max(rate, int(len(audio) * (budget - used) / size))]
+                used = budget
             parts.append(audio)
             names.append(train[i])
             used += size
+            if used >= budget:
+                break
         out[kind] = np.concatenate(parts)
         out[f"{kind}_offsets"] = np.cumsum([0, *map(len, parts)]).astype(np.int64)
         manifest[kind] = {"files": len(parts), "seconds": round(len(out[kind]) / rate, 1)}
