@@ -91,3 +91,13 @@ def test_the_enhance_config_limit_applies_to_a_real_model_whole_and_streamed(tin
     assert (_band_db(noisy) - _band_db(whole))[live].max() <= 6.0 + TOLERANCE_DB
     with pytest.raises(ValueError, match="atten_lim_db must be > 0"):
         EnhanceConfig(atten_lim_db=-3.0)
+
+
+def test_the_cli_flag_sets_the_enhance_config_key(tmp_path):
+    from jobs.cli import build_parser, denoise_config
+
+    for command in ("denoise", "nightly"):
+        args = build_parser().parse_args([command, "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--atten-lim-db", "12"])
+        assert denoise_config(args).model.enhance.atten_lim_db == 12.0
+    args = build_parser().parse_args(["denoise", "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    assert denoise_config(args).model.enhance.atten_lim_db is None
