@@ -97,7 +97,7 @@ def test_the_cli_flag_sets_the_enhance_config_key(tmp_path):
     from jobs.cli import build_parser, denoise_config
 
     for command in ("denoise", "nightly"):
-        args = build_parser().parse_args([command, "--input", str(tmp_path), "--output", str(tmp_path / "o"), "--atten-lim-db", "12"])
+        args = build_parser().parse_args([command, "--input", str(tmp_path / "i"), "--output", str(tmp_path / "o"), "--atten-lim-db", "12"])
         assert denoise_config(args).model.enhance.atten_lim_db == 12.0
-    args = build_parser().parse_args(["denoise", "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    args = build_parser().parse_args(["denoise", "--input", str(tmp_path / "i"), "--output", str(tmp_path / "o")])
     assert denoise_config(args).model.enhance.atten_lim_db is None
