@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score models and baselines on paired clean/noisy corpora")
     _flags(p, evaluate_flags())
     p.add_argument("--models", help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
-                   "rnnoise,noisy,spectral_gating,wiener (baselines)")
+                   "deepfilternet3,rnnoise,noisy,spectral_gating,wiener (peers and baselines)")
 
     p = sub.add_parser("train", help="train a model of the family (the recipe's model_name) from a recipe: Ray Train (TorchTrainer) or one local process")
     _flags(p, TRAIN_FLAGS)

@@ -18,10 +18,11 @@ def run(args) -> int:
     from pipeline.audio.codec import AudioError, decode, encode
     from pipeline.core import storage
     from pipeline.core.checkpoints import load_model
-    from pipeline.inference.enhance import EnhanceConfig, Enhancer
+    from pipeline.inference.enhance import EnhanceConfig
+    from pipeline.inference.peer import make_enhancer  # a family's Enhancer, or a peer's (deepfilternet3)
 
     loaded = load_model(args.checkpoint)
-    enhancer = Enhancer(loaded.model, EnhanceConfig(device=args.device))
+    enhancer = make_enhancer(loaded.model, EnhanceConfig(device=args.device))
     failures = 0
     for path in args.inputs:
         start = time.perf_counter()

@@ -71,6 +71,19 @@ def test_enhance_writes_every_good_file_and_names_the_bad_one(model, tmp_path, r
     assert re.search(rf"^3 enhanced, 1 failed, model {model}-[0-9a-f]{{12}}$", out, re.M), out
 
 
+def test_enhance_runs_the_peer_by_name_at_the_files_own_rate(tmp_path, rng):
+    from pipeline.quality.peers import deepfilternet3
+
+    (path,) = _clips(tmp_path / "in", rng, n=1)
+    out = diffgmm("enhance", str(path), "--output-dir", str(tmp_path / "out"), "--model", "deepfilternet3", cwd=str(tmp_path))
+    written, rate = sf.read(tmp_path / "out" / path.name, dtype="float32")
+    original, _ = sf.read(path, dtype="float32")
+    assert rate == 16000 and written.shape == original.shape
+    # DFN3 through the project's resampler, as evaluate's peer; 16-bit WAV rounding apart.
+    np.testing.assert_allclose(written, deepfilternet3(original, 16000), atol=2 / 32768)
+    assert re.search(r"^1 enhanced, 0 failed, model deepfilternet3-[0-9a-f]{12}$", out, re.M), out
+
+
 @pytest.mark.slow
 @pytest.mark.ray
 @pytest.mark.parametrize("model", sorted(SHIPPED_CHECKPOINTS))

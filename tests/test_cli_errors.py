@@ -1,5 +1,7 @@
 """An operator's mistake gets one line on stderr saying what is wrong, exit code 1, and no traceback (-v shows it)."""
 
+import re
+
 import pytest
 
 from jobs.cli import main
@@ -37,7 +39,7 @@ def inputs(tmp_path):
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "decode.channel_policy=left"], "channel_policy must be one of"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "actors.max_actors=-1"], "must be >= 0"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--checkpoint", "{t}/text.pt"], "checkpoint {t}/text.pt"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"], "not a shipped model (diffgmm, aigd)"),
+        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"], "not a shipped model (diffgmm, aigd, deepfilternet3)"),
         (["evaluate", "--clean", "{t}/in", "--noisy", "{t}/in", "--output", "{t}/e", "--models", "diffgmm,rnnnoise"], "unknown models ['rnnnoise']"),
         (["train", "--config", "{t}/missing.yaml"], "missing.yaml"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/in/out"], "overlap"),
@@ -100,6 +102,17 @@ def test_query_help_lists_every_view(capsys):
     with pytest.raises(SystemExit):
         main(["query", "--help"])
     assert "clips, latest, evals, runs, ledger" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("command", ["denoise", "nightly", "evaluate", "enhance"])
+def test_model_flag_help_names_the_shipped_models_and_the_peer(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS
+
+    # The order of the shipped names depends on whether model.registry is imported yet; the set does not.
+    listed = re.search(r"a shipped model by name \(([^;)]*); default diffgmm\)", " ".join(capsys.readouterr().out.split()))
+    assert listed and set(listed.group(1).split(", ")) == {*SHIPPED_CHECKPOINTS, *PEER_MODELS} >= {"aigd", "diffgmm", "deepfilternet3"}
 
 
 def test_query_sql_is_accepted_after_the_flags(tmp_path, capsys):

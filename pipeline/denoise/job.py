@@ -83,7 +83,8 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     decode = DecodeStage(config.input_uri, model_rate, config.decode, config.storage, config.stream)
     write = WriteStage(run_id, paths.audio_uri, config.reference_uri, model_rate, config.write, config.storage)
     long_files = LongFileWriter(
-        config.input_uri, paths.audio_uri, config.decode.channel_policy, config.write.output_format, config.stream, config.storage
+        config.input_uri, paths.audio_uri, config.decode.channel_policy, config.write.output_format, config.stream, config.storage,
+        full_band=config.decode.full_band,
     )
     blocks = split_blocks(manifest, config.rows_per_block)
     ds = ray.data.from_arrow(blocks)

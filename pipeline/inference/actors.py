@@ -91,8 +91,14 @@ def map_model(
     prefix: str = "",
 ):
     """Wire the model stage: an actor pool, one GPU per actor when the cluster has GPUs (or when asked)."""
+    import dataclasses
+
     import ray
 
+    from pipeline.core.checkpoints import PEER_MODELS
+
+    if model.checkpoint_uri in PEER_MODELS:  # peers run on their own CPU runtime
+        actors = dataclasses.replace(actors, use_gpu="no")
     use_gpu, low, high = actors.resolve(ray.cluster_resources(), blocks)
     log.info("model stage: %d-%d %s actors", low, high, "GPU" if use_gpu else "CPU")
     kwargs = {"config": model, "storage_config": storage_config, "output_column": output_column, "long_files": long_files,

@@ -42,6 +42,10 @@ class EnhanceConfig:
 
     ``seed``: seeds the generator handed to every model call (see the module
     docstring); a deterministic family ignores it.
+
+    ``atten_lim_db``: at most this many dB of suppression in any STFT band and
+    frame (:mod:`pipeline.audio.attenuation`; applied by
+    :func:`pipeline.inference.peer.make_enhancer`); None: no limit.
     """
 
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -51,10 +55,13 @@ class EnhanceConfig:
     short_clip_buckets: int = 3
     pad_mode: str = "reflect"
     seed: int = 0
+    atten_lim_db: float | None = None
 
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.atten_lim_db is not None and not self.atten_lim_db > 0:
+            raise ValueError(f"atten_lim_db must be > 0 dB (or null for no limit), got {self.atten_lim_db!r}")
         if self.pad_batches not in ("auto", "yes", "no"):
             raise ValueError(f"pad_batches must be auto, yes or no, got {self.pad_batches!r}")
         if self.pad_mode not in PAD_MODES:

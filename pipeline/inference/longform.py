@@ -28,6 +28,7 @@ from pipeline.audio.codec import (
     resampled_length,
     to_channels,
 )
+from pipeline.audio.fullband import FullBandStream
 from pipeline.core import storage
 from pipeline.inference.enhance import mean_stats
 
@@ -113,9 +114,9 @@ class _Tee:
             yield piece
 
     def take(self, count: int) -> np.ndarray:
-        """The next ``count`` input samples, in order."""
+        """The next ``count`` input samples, in order (fewer where the input has ended)."""
         parts, need = [], count
-        while need:
+        while need and self.pending:
             head = self.pending.popleft()
             if len(head) > need:
                 self.pending.appendleft(head[need:])
@@ -147,9 +148,11 @@ class LongFileWriter:
         output_format: str,
         config: StreamConfig,
         storage_config: storage.StorageConfig,
+        full_band: bool = True,
     ) -> None:
         self.input_uri, self.audio_uri, self.channel_policy = input_uri, audio_uri, channel_policy
         self.output_format, self.config, self.storage = output_format, config, storage_config
+        self.full_band = full_band  # as decode.full_band (pipeline.audio.fullband)
 
     def run(self, enhancer, key: str, output_key: str, output_format: str, output_subtype: str | None) -> StreamResult:
         """Enhance ``input_uri/key`` into ``audio_uri/output_key`` as ``output_format``/``output_subtype``.
@@ -176,7 +179,11 @@ class LongFileWriter:
             channels = 1 if self.channel_policy != "per_channel" else int(src.channels)
             model_rate = enhancer.sample_rate
             model_length = resampled_length(frames, rate, model_rate)
-            tees = [_Tee(_resampled(p, StreamResampler(rate, model_rate))) for p in fan_out(blocks(), channels)]
+            widen = self.full_band and rate > model_rate
+            # Own-rate input is kept until its output arrives only when the full band needs it.
+            raws = [_Tee(p) if widen else p for p in fan_out(blocks(), channels)]
+            tees = [_Tee(_resampled(iter(r), StreamResampler(rate, model_rate))) for r in raws]
+            wide = [FullBandStream(rate, model_rate) if widen else None for _ in range(channels)]
             streams = [enhancer.enhance_stream(iter(t), model_length) for t in tees]
             backs = [StreamResampler(model_rate, rate) for _ in range(channels)]
             subtype = output_subtype if output_subtype and sf.check_format(output_format, output_subtype) else None
@@ -186,13 +193,17 @@ class LongFileWriter:
             with sf.SoundFile(local, "w", rate, channels, format=output_format, subtype=subtype) as dst:
                 for parts in zip(*streams):
                     outs = []
-                    for tee, back, (enhanced, clip_stats) in zip(tees, backs, parts):
+                    for tee, back, raw, fb, (enhanced, clip_stats) in zip(tees, backs, raws, wide, parts):
                         noisy, clean = tee.take(len(enhanced)).astype(np.float64), enhanced.astype(np.float64)
                         power += [np.dot(noisy, noisy), np.dot(clean, clean), np.sum(np.square(noisy - clean))]
                         outs.append(back.process(enhanced))
                         if clip_stats is not None:
                             outs[-1] = np.concatenate([outs[-1], back.finish()])
                             stats.append(clip_stats)
+                        if fb is not None:  # the input's own-rate samples under the model's top-band gain
+                            x = raw.take(len(outs[-1]))  # the resampler may give a few samples past the file's end
+                            y = outs[-1][: len(x)]
+                            outs[-1] = fb.push(x, y) if clip_stats is None else np.concatenate([fb.push(x, y), fb.finish()])
                     data = np.stack(outs)[:, : frames - written]
                     dst.write(clip_for_subtype(data, dst.subtype).T)
                     written += data.shape[1]

@@ -34,6 +34,7 @@ from pipeline.audio.codec import (
     resample,
     to_channels,
 )
+from pipeline.audio.fullband import full_band
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.redact import redact
@@ -58,6 +59,8 @@ AUDIO_CHANNELS = "audio_channels"
 # The model's output when the noisy input must travel on too (DNSMOS of both).
 ENHANCED_AUDIO = "enhanced_audio"
 FRAMES = "frames"  # samples per channel at the input's own rate
+# float32 bytes at the input's own rate, only for inputs above the model's rate with decode.full_band on.
+AUDIO_FULL = "audio_full"
 SUBTYPE = "subtype"
 FORMAT = "format"
 
@@ -79,6 +82,7 @@ _CARRIED = [
     pa.field(S.STREAMED, pa.bool_()),
     pa.field(AUDIO, pa.large_binary()),
     pa.field(AUDIO_CHANNELS, pa.int32()),
+    pa.field(AUDIO_FULL, pa.large_binary()),
 ]
 DECODED_SCHEMA = pa.schema(_CARRIED)
 
@@ -128,10 +132,16 @@ OUTPUT_FORMATS = ("same", *(ext.lstrip(".") for ext in AUDIO_EXTENSIONS))
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """``channel_policy``: downmix (default), first, or per_channel; ``max_seconds``: longer inputs are refused."""
+    """``channel_policy``: downmix (default), first, or per_channel; ``max_seconds``: longer inputs are refused.
+
+    ``full_band``: an input above the model's rate keeps its band above the
+    model's Nyquist (:mod:`pipeline.audio.fullband`); its own-rate audio
+    travels to the write stage for that.
+    """
 
     channel_policy: str = "downmix"
     max_seconds: float = 24 * 3600.0
+    full_band: bool = True
 
     def __post_init__(self) -> None:
         if self.channel_policy not in CHANNEL_POLICIES:
@@ -173,7 +183,8 @@ class DecodeStage:
     def decode_row(self, row: dict) -> dict:
         start = time.perf_counter()
         out = {f.name: row.get(f.name) for f in _CARRIED}
-        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, S.ERROR_KIND: None, AUDIO: None, AUDIO_CHANNELS: None, S.STREAMED: False})
+        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, S.ERROR_KIND: None, AUDIO: None, AUDIO_CHANNELS: None,
+                    AUDIO_FULL: None, S.STREAMED: False})
         uri = storage.join(self.input_uri, row[S.KEY])
         try:
             size = row.get(S.SIZE) or 0  # 0-byte files go to decode(), which names them empty
@@ -193,8 +204,11 @@ class DecodeStage:
             )
             if audio.duration_seconds > self.config.max_seconds:
                 raise AudioError("too_long", f"{audio.duration_seconds:.0f} s > max_seconds={self.config.max_seconds:.0f}")
-            signal = resample(to_channels(audio.samples, self.config.channel_policy), audio.sample_rate, self.model_rate)
+            channels = to_channels(audio.samples, self.config.channel_policy)
+            signal = resample(channels, audio.sample_rate, self.model_rate)
             out[AUDIO], out[AUDIO_CHANNELS] = pack_audio(signal)
+            if self.config.full_band and audio.sample_rate > self.model_rate:  # full-band output
+                out[AUDIO_FULL] = pack_audio(channels)[0]
         except Exception as exc:  # every failure becomes this row's error; the block goes on
             out.update({S.STATUS: S.STATUS_ERROR, **error_columns(exc)})
         out[S.SECONDS_DECODE] = time.perf_counter() - start
@@ -238,13 +252,13 @@ class ModelStage:
         import torch
 
         from pipeline.core.checkpoints import load_model
-        from pipeline.inference.enhance import Enhancer
+        from pipeline.inference.peer import make_enhancer  # a peer model (deepfilternet3) or a family
 
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
         loaded = load_model(config.checkpoint_uri, storage_config)
         self.model_id = loaded.model_id
-        self.enhancer = Enhancer(loaded.model, config.enhance)
+        self.enhancer = make_enhancer(loaded.model, config.enhance)
         self.output_column = output_column
         self.long_files = long_files
         # Several model stages in one dataset (an evaluation of several models) keep
@@ -444,6 +458,9 @@ class WriteStage:
                 enhanced = unpack_audio(row[ENHANCED_AUDIO if with_input else AUDIO], row[AUDIO_CHANNELS])
                 key, fmt, subtype = output_target(row, self.config.output_format)
                 back = np.stack([fit_length(resample(c, self.model_rate, row[S.SAMPLE_RATE]), row[FRAMES]) for c in enhanced])
+                if row.get(AUDIO_FULL):  # the input's band above the model's Nyquist, under the model's gain
+                    full = unpack_audio(row[AUDIO_FULL], row[AUDIO_CHANNELS])
+                    back = np.stack([full_band(x, y, row[S.SAMPLE_RATE], self.model_rate) for x, y in zip(full, back)])
                 data = encode(back, row[S.SAMPLE_RATE], fmt, subtype)
                 storage.write_bytes(storage.join(self.audio_uri, key), data, self.storage)
                 out[S.OUTPUT_KEY] = key

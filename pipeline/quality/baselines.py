@@ -12,7 +12,10 @@ same length:
   built-in weights that the ``pyrnnoise`` wheel ships (wrapper Apache-2.0,
   library BSD-3). It runs at 48 kHz on 480-sample frames and its output lags
   its input by :data:`RNNOISE_LAG_48K` samples; we resample with the project's
-  resampler and remove the lag, so the output is time-aligned with the input.
+  resampler and remove the lag, so the output is time-aligned with the input;
+* ``deepfilternet3``: DeepFilterNet3, the free state of the art we compare
+  against, through :mod:`pipeline.quality.peers` (48 kHz, lag removed the
+  same way). It is also selectable as a model of the batch jobs.
 """
 
 from __future__ import annotations
@@ -81,9 +84,16 @@ def _rnnoise(signal: np.ndarray, sample_rate: int) -> np.ndarray:
     return fit_length(down, len(signal)).astype(np.float32)
 
 
+def _deepfilternet3(signal: np.ndarray, sample_rate: int) -> np.ndarray:
+    from pipeline.quality.peers import deepfilternet3
+
+    return deepfilternet3(signal, sample_rate)
+
+
 BASELINES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "noisy": _noisy,
     "spectral_gating": _spectral_gating,
     "wiener": _wiener,
     "rnnoise": _rnnoise,
+    "deepfilternet3": _deepfilternet3,
 }
