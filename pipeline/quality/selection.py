@@ -1,12 +1,12 @@
-"""How ``best.pt`` is chosen from validation scores: PESQ-WB alone (today) or PESQ-WB with STOI.
+"""How ``best.pt`` is chosen from validation scores: PESQ-WB alone (the default) or PESQ-WB with STOI.
 
 Every neural model here lowers STOI on real pairs (docs/model.md), and a rule
-on PESQ alone keeps picking such checkpoints. ``rule: pesq_wb+stoi`` scores a
-checkpoint by ``pesq_wb + stoi_weight · stoi`` and, with
-``stoi_not_below_input``, lets no checkpoint whose STOI is below the noisy
-input's win at all (its score is −inf). A separate function so the training
-loop only calls :func:`selection_score` on its validation dict (which then
-needs ``stoi`` and ``input_stoi`` when :func:`needs_stoi`).
+on PESQ alone keeps picking such checkpoints. ``selection.rule: pesq_wb+stoi``
+in a training recipe scores a checkpoint by ``pesq_wb + stoi_weight · stoi``
+and, with ``stoi_not_below_input``, lets no checkpoint whose STOI is below the
+noisy input's win at all (its score is −inf). The training loop
+(:func:`pipeline.train.loop.end_of_epoch`) calls :func:`selection_score` on its
+validation dict, which always holds ``stoi`` and ``input_stoi``.
 """
 
 from __future__ import annotations
@@ -27,13 +27,9 @@ class SelectionConfig:
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
-            raise ValueError(f"validation.selection.rule must be one of {list(RULES)}, got {self.rule!r}")
+            raise ValueError(f"selection.rule must be one of {list(RULES)}, got {self.rule!r}")
         if not self.stoi_weight >= 0:
-            raise ValueError(f"validation.selection.stoi_weight must be >= 0, got {self.stoi_weight}")
-
-
-def needs_stoi(config: SelectionConfig) -> bool:
-    return config.rule == "pesq_wb+stoi"
+            raise ValueError(f"selection.stoi_weight must be >= 0, got {self.stoi_weight}")
 
 
 def selection_score(scores: dict[str, float], config: SelectionConfig) -> float:

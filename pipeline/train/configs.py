@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.audio.mixing import MixConfig
 from pipeline.core import storage
+from pipeline.quality.selection import SelectionConfig
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,11 @@ class ScalingConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """``model_name`` picks the family (:mod:`model.registry`); ``model`` and ``loss`` are that family's configs."""
+    """``model_name`` picks the family (:mod:`model.registry`); ``model`` and ``loss`` are that family's configs.
+
+    ``selection``: how ``best.pt`` is chosen from each validation
+    (:mod:`pipeline.quality.selection`; default: PESQ-WB alone).
+    """
 
     name: str = "diffgmm"
     model_name: str = "diffgmm"
@@ -108,6 +113,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
 
     def __post_init__(self) -> None:

@@ -5,13 +5,15 @@ An executor (:mod:`pipeline.train.executors`) builds the model and optimiser wit
 (noisy, clean) tensors and passes a ``report`` callback (Ray Train's report, or
 nothing locally). The chief (rank 0, or the only process) validates at every epoch's
 end and writes, under ``<storage_path>/<name>/``: ``last.pt`` (model + optimizer +
-trainer state: what a rerun with the same name resumes from) and ``best.pt`` (best
-validation PESQ-WB so far). The trainer state carries the run's cumulative training
-CPU-seconds and audio-seconds, so a resumed run adds to them.
+trainer state: what a rerun with the same name resumes from) and ``best.pt`` (the best
+validation so far by the recipe's ``selection`` rule, :mod:`pipeline.quality.selection`:
+PESQ-WB alone by default, or PESQ-WB with STOI). The trainer state carries the run's
+cumulative training CPU-seconds and audio-seconds, so a resumed run adds to them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pipeline.core import storage
+from pipeline.quality.selection import SelectionConfig, selection_score
 from pipeline.train.configs import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -28,9 +31,12 @@ LOG_EVERY_STEPS = 50
 
 @dataclass
 class Progress:
-    """Where a run stands: optimiser steps done, best validation PESQ-WB so far, and the compute spent.
+    """Where a run stands: optimiser steps done, the best validation so far, and the compute spent.
 
-    ``cpu_seconds``: CPU time (all threads) of the chief training process, summed over
+    ``best_score``: the selection score (:func:`pipeline.quality.selection.selection_score`)
+    of ``best.pt`` under ``selection`` (the rule's settings, as a dict: a score
+    is only compared with scores of the same rule); ``best_pesq_wb``: that
+    checkpoint's validation PESQ-WB. ``cpu_seconds``: CPU time (all threads) of the chief training process, summed over
     every attempt of the run (data workers beside it are not counted). ``audio_seconds``:
     seconds of training audio the optimiser has seen, over all workers. ``history``: one
     entry per validation, ``{"step", "cpu_seconds", "audio_seconds", "val": {...}}``, so a
@@ -41,11 +47,14 @@ class Progress:
     best_pesq_wb: float = -math.inf
     cpu_seconds: float = 0.0
     audio_seconds: float = 0.0
+    best_score: float = -math.inf
+    selection: dict = field(default_factory=lambda: dataclasses.asdict(SelectionConfig()))
     history: list = field(default_factory=list)
 
     def state(self) -> dict:
         return {"step": self.step, "best_pesq_wb": self.best_pesq_wb, "cpu_seconds": self.cpu_seconds,
-                "audio_seconds": self.audio_seconds, "history": list(self.history)}
+                "audio_seconds": self.audio_seconds, "best_score": self.best_score, "selection": dict(self.selection),
+                "history": list(self.history)}
 
 
 def step_generator(config: TrainConfig, step: int, device):
@@ -92,8 +101,12 @@ def restore_progress(optimizer, resume_state: dict | None) -> Progress:
         return Progress()
     optimizer.load_state_dict(resume_state["metadata"]["optimizer"])
     trainer = resume_state["metadata"]["trainer_state"]
-    return Progress(step=int(trainer["step"]), best_pesq_wb=float(trainer["best_pesq_wb"]),
+    best_pesq_wb = float(trainer["best_pesq_wb"])
+    # A run from before selection rules chose by PESQ-WB alone: its best score is that PESQ.
+    return Progress(step=int(trainer["step"]), best_pesq_wb=best_pesq_wb,
                     cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)),
+                    best_score=float(trainer.get("best_score", best_pesq_wb)),
+                    selection=dict(trainer.get("selection", dataclasses.asdict(SelectionConfig()))),
                     history=list(trainer.get("history", [])))
 
 
@@ -121,7 +134,10 @@ def read_train_state(config: TrainConfig) -> dict | None:
 
 
 def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> tuple[dict, dict]:
-    """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when validation PESQ improved).
+    """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when the selection score improved).
+
+    The score is :func:`pipeline.quality.selection.selection_score` under
+    ``config.selection``; validation scores STOI too when that rule needs it.
 
     Returns (validation scores, the ``last.pt`` dict). ``run_info`` (recipe,
     executor, …) goes into every checkpoint's metadata, so a shipped model
@@ -131,14 +147,24 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
     from pipeline.inference.enhance import EnhanceConfig, Enhancer
     from pipeline.train.steps import validate
 
-    scores = validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
-    improved = scores["pesq_wb"] > progress.best_pesq_wb
-    progress.best_pesq_wb = max(progress.best_pesq_wb, scores["pesq_wb"])
+    selection = dataclasses.asdict(config.selection)
+    if selection != progress.selection:
+        # Scores of another rule do not compare: the next validation becomes best.pt under this one.
+        log.warning("selection rule changed from %s to %s: best.pt is chosen anew from this validation on",
+                    progress.selection, selection)
+        progress.best_score, progress.selection = -math.inf, selection
+    enhancer = Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed))
+    scores = validate(enhancer, valid, config.model.sample_rate)
+    score = selection_score(scores, config.selection)
+    improved = score > progress.best_score
+    if improved:
+        progress.best_score, progress.best_pesq_wb = score, scores["pesq_wb"]
     progress.history.append({"step": progress.step, "cpu_seconds": progress.cpu_seconds,
                              "audio_seconds": progress.audio_seconds, "val": dict(scores)})
     examples = progress.step * config.optim.batch_size * config.scaling.num_workers
     meta = {**run_info, "name": config.name, "step": progress.step, "examples": examples,
             "audio_hours": examples * config.mix.segment_seconds / 3600.0, "val": scores,
+            "selection": {**selection, "score": score},
             "train_cpu_seconds": progress.cpu_seconds, "train_audio_seconds": progress.audio_seconds,
             "history": list(progress.history)}
     last = make_checkpoint(core, {**meta, "optimizer": optimizer.state_dict(), "trainer_state": progress.state()})

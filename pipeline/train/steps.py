@@ -97,14 +97,21 @@ def train_step(
 
 
 def validate(enhancer, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: int) -> dict[str, float]:
-    """Mean PESQ-WB, SI-SDR and their input baselines over the validation pairs."""
-    from pipeline.quality.metrics import score_pesq, score_si_sdr
+    """Mean PESQ-WB, SI-SDR, STOI (0-1) and their input baselines (``input_*``) over the validation pairs.
+
+    Pairs are (noisy, clean), each (samples,) float32 at ``sample_rate``. STOI is
+    always scored: a ``best.pt`` rule may use it, and every run's history then
+    holds the STOI-per-CPU-hour curve (pystoi costs little beside PESQ).
+    """
+    from pipeline.quality.metrics import score_pesq, score_si_sdr, score_stoi
 
     enhancer.model.eval()
-    rows = {"pesq_wb": [], "si_sdr_db": [], "input_pesq_wb": [], "input_si_sdr_db": []}
+    names = ["pesq_wb", "si_sdr_db", "stoi"]
+    rows: dict[str, list[float]] = {prefix + name: [] for prefix in ("", "input_") for name in names}
     for noisy, clean in pairs:
         enhanced, _ = enhancer.enhance(noisy, sample_rate)
         for prefix, sig in (("", enhanced), ("input_", noisy)):
             rows[prefix + "pesq_wb"].append(score_pesq(clean, sig, sample_rate, "wb").value)
             rows[prefix + "si_sdr_db"].append(score_si_sdr(clean, sig, sample_rate).value)
+            rows[prefix + "stoi"].append(score_stoi(clean, sig, sample_rate).value)
     return {k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in rows.items()}
