@@ -138,8 +138,8 @@ def band_matrices(bins: int, bands: int, sample_rate: int) -> tuple[torch.Tensor
     so a constant over bands expands to the same constant over bins.
     ``compress`` is its transpose with each band's row normalised to sum to 1: a
     triangular weighted mean over the bins around the band's centre, so a
-    constant over bins compresses to the same constant, and every band sees at
-    least the bin nearest its centre with weight ≥ 1/2 of its own.
+    constant over bins compresses to the same constant. No band is empty: the bin
+    nearest a band's centre has interpolation weight ≥ 1/2 for it.
     """
     centres = torch.tensor(band_centres(bins, bands, sample_rate), dtype=torch.float64)
     positions = torch.arange(bins, dtype=torch.float64)
