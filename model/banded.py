@@ -206,3 +206,20 @@ class BandedBackbone(nn.Module):
         features = features.view(batch, c.bands, c.band_channels, frames)
         spread = torch.einsum("kn,bnct->bckt", self.expand, features)  # (B, band_channels, bins, frames)
         return self.head(torch.cat([spread, parts], dim=1))
+
+
+class FrequencyMap(nn.Module):
+    """A fixed linear map along the frequency axis: ``(..., n_in, frames)`` → ``(..., n_out, frames)`` float32.
+
+    ``matrix`` (n_out, n_in) is one of :func:`band_matrices`' maps (bins → bands or
+    bands → bins). Real and imaginary parts map alike, so it commutes with complex
+    arithmetic. A module (not a bare einsum) so that per-module FLOP counts see it.
+    """
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        super().__init__()
+        # Not persistent: rebuilt from the config, never stored in a checkpoint.
+        self.register_buffer("matrix", matrix, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nk,...kt->...nt", self.matrix, x)
