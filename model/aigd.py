@@ -30,7 +30,12 @@ each measured):
 * the network predicts a correction to the noisy image (``residual``), so an
   untrained model is the identity rather than silence;
 * no time-step embedding (one step) and no self-attention (it is quadratic in
-  the image size, and the small configuration must train on 2 CPU cores).
+  the image size, and the small configuration must train on 2 CPU cores);
+* band compression (``bands`` > 0, off by default): the image's bins are
+  averaged into ERB bands (:func:`model.banded.band_matrices`) before the
+  U-Net, and its correction is interpolated back to bins and added to the
+  noisy image, so the U-Net's cost falls with the image height
+  (docs/benchmarks.md; measured for cost only, not trained).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.banded import FrequencyMap, band_matrices
 from model.complex import MODES, ComplexConv2d, SplitGroupNorm, cat, from_parts, to_parts
 from model.image_losses import complex_ssim
 from model.spectral import WINDOWS, STFTConfig, istft, power_law, stft
@@ -70,6 +76,8 @@ class AIGDConfig:
     mode: str = "complex"
     residual: bool = True
     norm_floor: float = 1e-3
+    # 0: the U-Net sees every bin; > 0: it sees this many ERB bands (needs ``residual``).
+    bands: int = 0
 
     def __post_init__(self) -> None:
         if self.window not in WINDOWS:
@@ -81,6 +89,11 @@ class AIGDConfig:
         if self.image_width < 0:
             raise ValueError(f"image_width must be >= 0 (0: fixed hop_length), got {self.image_width}")
         self.stft_for(0)  # validates the STFT fields
+        bins = self.n_fft // 2 + 1
+        if self.bands and not 2 <= self.bands <= bins:
+            raise ValueError(f"bands must be 0 (every bin) or in [2, {bins}] (the STFT's bins), got {self.bands}")
+        if self.bands and not self.residual:
+            raise ValueError("bands > 0 needs residual: true (the band correction is added to the noisy image's bins)")
 
     def stft_for(self, length: int) -> STFTConfig:
         """The STFT of a window of ``length`` samples (the hop depends on it only when ``image_width`` > 0).
@@ -194,6 +207,10 @@ class AIGD(nn.Module):
         self.config = config or AIGDConfig()
         self.unet = ComplexUNet2d(self.config)
         self.multiple = 2 ** (len(self.config.channel_mults) - 1)
+        self.to_bands = self.to_bins = None
+        if self.config.bands:
+            compress, expand = band_matrices(self.config.n_fft // 2 + 1, self.config.bands, self.config.sample_rate)
+            self.to_bands, self.to_bins = FrequencyMap(compress), FrequencyMap(expand)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter: AIGD has no frozen part."""
@@ -208,10 +225,16 @@ class AIGD(nn.Module):
         image_in = power_law(stft(noisy / scale, geometry), c.compress)  # (B, bins, frames)
         bins, frames = image_in.shape[-2:]
         x = to_parts(image_in.unsqueeze(1))  # (B, 2, bins, frames)
-        x = F.pad(x, (0, -frames % self.multiple, 0, -bins % self.multiple))
-        y = self.unet(x)
-        if c.residual:
-            y = y + x
+        if self.to_bands is not None:
+            banded = self.to_bands(x)  # (B, 2, bands, frames)
+            rows = banded.shape[-2]
+            correction = self.unet(F.pad(banded, (0, -frames % self.multiple, 0, -rows % self.multiple)))
+            y = x + self.to_bins(correction[..., :rows, :frames])
+        else:
+            x = F.pad(x, (0, -frames % self.multiple, 0, -bins % self.multiple))
+            y = self.unet(x)
+            if c.residual:
+                y = y + x
         image_out = from_parts(y[..., :bins, :frames]).squeeze(1)
         final = istft(power_law(image_out, 1.0 / c.compress), geometry, length)
         # Digital silence has nothing to remove: pass it through exactly (biases would leave a floor).

@@ -23,7 +23,11 @@ Choices the paper leaves open, and what we chose (all configurable):
   and multiplied back after, so the model is level-invariant; mixture
   parameters and the NLL are in these normalised units;
 * weights are shared across steps; the step index enters as a learned
-  embedding added at the bottleneck.
+  embedding added at the bottleneck;
+* backbone (``backbone``, STFT only): ``unet`` runs the U-Net over all bins
+  as channels; ``banded`` (:mod:`model.banded`) runs it over ERB bands with
+  subband convolutions and expands back to bins for the per-bin head, at about
+  a seventh of the arithmetic (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from model.banded import BandedBackbone, BandedConfig
 from model.gmm import (
     MixtureParams,
     complex_params_from_raw,
@@ -49,6 +54,11 @@ from model.unet import UNet1d
 
 NOISE_ESTIMATES = ("mean", "sample")
 REPRESENTATIONS = ("waveform", "stft")
+BACKBONES = ("unet", "banded")
+# The banded backbone's arithmetic is small enough that its per-bin tensors (4K values per
+# bin and frame) set its speed: enhance() runs them a few windows at a time so they stay in
+# cache (one thread, 2 s windows: 4 at a time ran 2.4x faster than 16; docs/benchmarks.md).
+BANDED_ENHANCE_WINDOWS = 4
 
 
 @dataclass(frozen=True)
@@ -78,8 +88,20 @@ class DiffGMMConfig:
     # convolution over (bins, frames) combines with the bin's own input to give its parameters.
     bin_channels: int = 0
     bin_hidden: int = 16
+    # "unet": the fields above size the U-Net over bins; "banded": ``banded`` sizes it
+    # (STFT only; hidden_channels … bin_hidden are then unused).
+    backbone: str = "unet"
+    banded: BandedConfig = field(default_factory=BandedConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.banded, dict):  # from a checkpoint's plain dict
+            object.__setattr__(self, "banded", _banded_from_dict(self.banded))
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.backbone == "banded":
+            if self.representation != "stft":
+                raise ValueError("backbone 'banded' needs representation 'stft' (it compresses STFT bins into bands)")
+            self.banded.check_bins(self.stft.bins)
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {self.representation!r}")
         _ = self.stft  # validates n_fft, hop_length, compress
@@ -95,6 +117,14 @@ class DiffGMMConfig:
     @property
     def stft(self) -> STFTConfig:
         return STFTConfig(n_fft=self.n_fft, hop_length=self.hop_length, compress=self.compress)
+
+
+def _banded_from_dict(values: dict) -> BandedConfig:
+    known = set(BandedConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown banded keys: {unknown}; known: {sorted(known)}")
+    return BandedConfig(**values)
 
 
 @dataclass
@@ -117,6 +147,19 @@ class ReverseOutput:
     noise: list[torch.Tensor] = field(default_factory=list)
 
 
+def _scale_mean_rows(final: nn.Module, per_position: int, rows_per_param: int, mean_rows: slice, scale: float) -> None:
+    """Small initial means: the untrained reverse process is close to the identity.
+
+    It starts from "remove little" rather than subtracting noise of its own,
+    while the network below still gets gradients.
+    """
+    with torch.no_grad():
+        weight = final.weight.view(per_position, rows_per_param, -1)
+        bias = final.bias.view(per_position, rows_per_param)
+        weight[mean_rows].mul_(scale)
+        bias[mean_rows].zero_()
+
+
 class DiffGMM(nn.Module):
     """Waveform windows ``(batch, samples)`` float32 at 16 kHz → enhanced windows, same shape."""
 
@@ -128,6 +171,15 @@ class DiffGMM(nn.Module):
         self.config = config or DiffGMMConfig()
         c = self.config
         spectral = c.representation == "stft"
+        k = c.num_components
+        # Per bin: logits, Re μ, Im μ, raw σ (4K); per sample: logits, μ, raw σ (3K).
+        per_position = 4 * k if spectral else 3 * k
+        mean_rows = slice(k, 3 * k) if spectral else slice(k, 2 * k)
+        self.backbone = None
+        if c.backbone == "banded":
+            self.backbone = BandedBackbone(c.banded, c.stft.bins, c.sample_rate, per_position, c.num_steps)
+            _scale_mean_rows(self.backbone.final, per_position, 1, mean_rows, c.head_init_scale)
+            return
         self.unet = UNet1d(
             in_channels=2 * c.stft.bins if spectral else 1,
             out_channels=c.feature_channels,
@@ -139,9 +191,6 @@ class DiffGMM(nn.Module):
             bottleneck_blocks=c.bottleneck_blocks,
             num_steps=c.num_steps,
         )
-        k = c.num_components
-        # Per bin: logits, Re μ, Im μ, raw σ (4K); per sample: logits, μ, raw σ (3K).
-        per_position = 4 * k if spectral else 3 * k
         self.refine = None
         if spectral and c.bin_channels > 0:
             # The frame features are a few hundred channels for 257 bins: a low-rank
@@ -157,15 +206,7 @@ class DiffGMM(nn.Module):
         else:
             self.head = nn.Conv1d(c.feature_channels, per_position * (c.stft.bins if spectral else 1), 1)
             final, rows_per_param = self.head, (c.stft.bins if spectral else 1)
-        # Small initial means: the untrained reverse process is close to the
-        # identity (it starts from "remove little" rather than subtracting noise
-        # of its own) while the U-Net below still gets gradients.
-        mean_rows = slice(k, 3 * k) if spectral else slice(k, 2 * k)
-        with torch.no_grad():
-            weight = final.weight.view(per_position, rows_per_param, -1)
-            bias = final.bias.view(per_position, rows_per_param)
-            weight[mean_rows].mul_(c.head_init_scale)
-            bias[mean_rows].zero_()
+        _scale_mean_rows(final, per_position, rows_per_param, mean_rows, c.head_init_scale)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         """Every parameter: DiffGMM has no frozen part."""
@@ -183,6 +224,9 @@ class DiffGMM(nn.Module):
         """Mixture parameters for the current estimate ``x`` (a state, see :meth:`represent`), normalised units."""
         c = self.config
         steps = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
+        if self.backbone is not None:
+            raw = self.backbone(compressed_features(x, c.compress), steps)  # (B, 4K, bins, frames)
+            return complex_params_from_raw(raw, x, c.min_scale)
         if c.representation == "stft":
             inputs = compressed_features(x, c.compress)  # (B, 2·bins, frames)
             features = self.head(self.unet(inputs, steps))
@@ -236,6 +280,16 @@ class DiffGMM(nn.Module):
         mixture; ``stats["gmm_occupancy"]`` (batch, K): mean π per component
         over positions and steps.
         """
+        if self.backbone is None or windows.dim() != 2 or windows.shape[0] <= BANDED_ENHANCE_WINDOWS:
+            return self._enhance(windows, generator)
+        # Rows are independent (the family contract), so slicing the batch changes no output.
+        parts = [self._enhance(chunk, generator) for chunk in windows.split(BANDED_ENHANCE_WINDOWS)]
+        stats = {key: torch.cat([p[1][key] for p in parts]) for key in parts[0][1]}
+        return torch.cat([p[0] for p in parts]), stats
+
+    def _enhance(
+        self, windows: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.forward(windows, generator=generator)
         nll = torch.stack([mixture_nll(p, n).flatten(1).mean(dim=-1) for p, n in zip(out.params, out.noise)]).mean(0)
         occ = torch.stack([occupancy(p) for p in out.params]).mean(0)

@@ -17,9 +17,9 @@ from torch.nn import functional as F
 
 
 class _Encoder(nn.Module):
-    def __init__(self, chin: int, chout: int, kernel_size: int, stride: int) -> None:
+    def __init__(self, chin: int, chout: int, kernel_size: int, stride: int, groups: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(chin, chout, kernel_size, stride)
+        self.conv = nn.Conv1d(chin, chout, kernel_size, stride, groups=groups)
         self.mix = nn.Conv1d(chout, 2 * chout, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -27,10 +27,10 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    def __init__(self, chin: int, chout: int, kernel_size: int, stride: int, last: bool) -> None:
+    def __init__(self, chin: int, chout: int, kernel_size: int, stride: int, last: bool, groups: int = 1) -> None:
         super().__init__()
         self.mix = nn.Conv1d(chin, 2 * chin, 1)
-        self.conv = nn.ConvTranspose1d(chin, chout, kernel_size, stride)
+        self.conv = nn.ConvTranspose1d(chin, chout, kernel_size, stride, groups=groups)
         self.last = last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,9 +39,9 @@ class _Decoder(nn.Module):
 
 
 class _DilatedBlock(nn.Module):
-    def __init__(self, channels: int, dilation: int) -> None:
+    def __init__(self, channels: int, dilation: int, groups: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(channels, 2 * channels, 3, padding=dilation, dilation=dilation)
+        self.conv = nn.Conv1d(channels, 2 * channels, 3, padding=dilation, dilation=dilation, groups=groups)
         self.out = nn.Conv1d(channels, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +53,11 @@ class UNet1d(nn.Module):
 
     Any length works: the input is right-padded to the next valid length and
     the output cropped back, so output length equals input length.
+
+    ``groups`` > 1 makes the strided, transposed and dilated convolutions grouped
+    (subband convolutions when the channels are ordered band by band); the 1x1
+    convolutions stay dense, so the groups still exchange information at every level.
+    Every channel count must then be divisible by ``groups``.
     """
 
     def __init__(
@@ -66,6 +71,7 @@ class UNet1d(nn.Module):
         stride: int,
         bottleneck_blocks: int,
         num_steps: int,
+        groups: int = 1,
     ) -> None:
         super().__init__()
         self.depth = depth
@@ -76,14 +82,16 @@ class UNet1d(nn.Module):
         chin, ch = in_channels, hidden_channels
         widths = []
         for level in range(depth):
-            self.encoders.append(_Encoder(chin, ch, kernel_size, stride))
+            self.encoders.append(_Encoder(chin, ch, kernel_size, stride, groups))
             # Decoders are built outermost-first and applied in reverse.
-            self.decoders.insert(0, _Decoder(ch, out_channels if level == 0 else chin, kernel_size, stride, last=level == 0))
+            self.decoders.insert(
+                0, _Decoder(ch, out_channels if level == 0 else chin, kernel_size, stride, last=level == 0, groups=groups)
+            )
             widths.append(ch)
             chin, ch = ch, int(round(ch * growth))
         bottom = widths[-1]
         self.step_embedding = nn.Embedding(num_steps, bottom)
-        self.bottleneck = nn.Sequential(*[_DilatedBlock(bottom, 2**i) for i in range(bottleneck_blocks)])
+        self.bottleneck = nn.Sequential(*[_DilatedBlock(bottom, 2**i, groups) for i in range(bottleneck_blocks)])
 
     def valid_length(self, length: int) -> int:
         """Smallest length ≥ ``length`` that the strided stack maps back exactly."""

@@ -171,7 +171,8 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
     _save(last, storage.join(config.run_uri, "last.pt"), config)
     if improved:
         _save(make_checkpoint(core, meta), storage.join(config.run_uri, "best.pt"), config)
-    log.info("step %d: validation %s%s", progress.step, {k: round(v, 3) for k, v in scores.items()}, " (best)" if improved else "")
+    log.info("step %d (%.0f training CPU-s): validation %s%s", progress.step, progress.cpu_seconds,
+             {k: round(v, 3) for k, v in scores.items()}, " (best)" if improved else "")
     return scores, last
 
 
