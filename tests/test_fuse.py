@@ -211,3 +211,43 @@ def test_stage_two_starts_from_stage_one_vae_and_trains_only_the_denoiser():
     assert trainable == {id(p) for p in stage2.parameters() if p.requires_grad}
     same = FUSE(FUSEConfig(stage="diffusion", **SMALL))
     assert same.init_from(FUSE(FUSEConfig(stage="vae", **SMALL))) == ["vae", "denoiser"]
+
+
+def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_path, rng):
+    import os
+
+    import soundfile as sf
+
+    from pipeline.audio.demo_data import noise_like, speech_like
+    from pipeline.audio.mixing import MixConfig
+    from pipeline.core.checkpoints import load_model
+    from pipeline.train.job import DataConfig, OptimConfig, TrainConfig, run_train_local
+
+    root = str(tmp_path)
+    for side in ("clean", "noisy"):
+        os.makedirs(f"{root}/{side}")
+    for i in range(6):
+        clean = speech_like(1.0, 16000, rng)
+        sf.write(f"{root}/clean/spk{i}_utt.wav", clean, 16000)
+        sf.write(f"{root}/noisy/spk{i}_utt.wav", clean + 0.05 * noise_like(1.0, 16000, rng), 16000)
+
+    def config(name, stage, init=None):
+        return TrainConfig(
+            name=name, model_name="fuse", storage_path=f"{root}/runs", init_checkpoint_uri=init,
+            model=FUSEConfig(stage=stage, guidance="crepe_tiny", num_steps=2, **SMALL), mix=MixConfig(segment_seconds=0.25),
+            data=DataConfig(mode="paired", paired_clean_uri=f"{root}/clean", paired_noisy_uri=f"{root}/noisy",
+                            clean_holdout_fraction=0.3, valid_pairs=1, valid_segment_seconds=0.5),
+            optim=OptimConfig(batch_size=2, steps_per_epoch=2, epochs=1),
+        )
+
+    run_train_local(config("vae", "vae"), device="cpu")
+    vae = torch.load(f"{root}/runs/vae/last.pt", weights_only=True)
+    run_train_local(config("diffusion", "diffusion", f"{root}/runs/vae/last.pt"), device="cpu")
+    both = torch.load(f"{root}/runs/diffusion/last.pt", weights_only=True)
+    # Stage 2 kept stage 1's VAE untouched, trained the denoiser, and records the extractor.
+    assert all(torch.equal(v, both["state_dict"][k]) for k, v in vae["state_dict"].items() if k.startswith("vae."))
+    assert any(not torch.equal(v, both["state_dict"][k]) for k, v in vae["state_dict"].items() if k.startswith("denoiser."))
+    assert both["model_config"]["stage"] == "diffusion" and both["pretrained"]["extractor"]["version"] == "0.0.24"
+    loaded = load_model(f"{root}/runs/diffusion/last.pt")
+    out, stats = loaded.model.enhance(_toy(4000), torch.Generator().manual_seed(0))
+    assert out.shape == (2, 4000) and set(stats) == {"fuse_noisy_recon_mse", "fuse_voicing_fraction", "fuse_final_eps_rms"}

@@ -86,7 +86,7 @@ class FUSEConfig:
             raise ValueError(f"voicing_threshold must be in (0, 1), got {self.voicing_threshold}")
         if self.guidance == "crepe_tiny" and (self.sample_rate != CREPE_SAMPLE_RATE or self.hop_length != CREPE_HOP):
             raise ValueError(f"guidance crepe_tiny needs sample_rate {CREPE_SAMPLE_RATE} and hop_length {CREPE_HOP} (CREPE's 10 ms frames)")
-        self.stft  # validates the STFT fields
+        _ = self.stft  # validates the STFT fields
 
     @property
     def stft(self) -> STFTConfig:
