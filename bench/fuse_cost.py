@@ -70,8 +70,8 @@ def measure(args) -> list[dict]:
     for steps in STEPS:
         model = _model(args.model, steps)
         with torch.inference_mode():
-            total = gflop(lambda: model.enhance(window, torch.Generator().manual_seed(0)))
-            extractor = gflop(lambda: crepe_features(model.extractor, window, model.config.guidance_stride)) if model.extractor else 0.0
+            total = gflop(lambda m=model: m.enhance(window, torch.Generator().manual_seed(0)))
+            extractor = gflop(lambda m=model: crepe_features(m.extractor, window, m.config.guidance_stride)) if model.extractor else 0.0
             best = float("inf")
             for _ in range(args.repeats):
                 start = time.perf_counter()
