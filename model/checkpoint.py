@@ -4,6 +4,10 @@ No file IO here (``model/`` is pure PyTorch); :mod:`pipeline.core.checkpoints`
 reads and writes the bytes with ``torch.load(weights_only=True)``. A SHA-256
 over the state dict is stored alongside it so that edited weights are refused,
 not silently used.
+
+A family with a frozen pretrained component (FUSE's extractor) keeps what the pipeline
+read it from in ``model.pretrained_records`` ({component: {package, version, file,
+sha256}}); the checkpoint stores that record under ``"pretrained"`` and never the weights.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def state_dict_digest(state_dict: dict[str, torch.Tensor]) -> str:
 def make_checkpoint(model: torch.nn.Module, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """A plain, ``weights_only``-loadable dict describing ``model``."""
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-    return {
+    pretrained = {name: dict(record) for name, record in (getattr(model, "pretrained_records", None) or {}).items()}
+    return ({"pretrained": pretrained} if pretrained else {}) | {
         "format_version": FORMAT_VERSION,
         "model_name": model.name,
         "model_config": dataclasses.asdict(model.config),

@@ -18,6 +18,7 @@ from torch import nn
 
 from model.aigd import AIGD, AIGDConfig
 from model.diffgmm import DiffGMM, DiffGMMConfig
+from model.fuse import FUSE, FUSEConfig, FUSELossConfig, fuse_loss
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
 
@@ -65,6 +66,8 @@ def _aigd_train_loss(model, noisy, clean, config: AIGDLossConfig, generator=None
 MODELS: dict[str, ModelSpec] = {
     "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, _diffgmm_train_loss, "diffgmm-default.pt"),
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
+    # Two stages (model.stage: vae, then diffusion); nothing shipped yet.
+    "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss),
 }
 
 

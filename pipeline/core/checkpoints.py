@@ -170,6 +170,7 @@ def load_model(uri: str | None = None, config: storage.StorageConfig | None = No
     A peer's name (:data:`PEER_MODELS`) gives its descriptor as ``model``; nothing is read.
     """
     from model import CheckpointError, model_from_checkpoint
+    from pipeline.core.pretrained import attach_pretrained
 
     if uri in PEER_MODELS:
         peer = PEER_MODELS[uri]
@@ -178,6 +179,7 @@ def load_model(uri: str | None = None, config: storage.StorageConfig | None = No
     ckpt, data = load_checkpoint_dict(uri, config)
     try:
         model, metadata = model_from_checkpoint(ckpt)
+        attach_pretrained(model, ckpt.get("pretrained"), require_record=True)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {uri}: {exc}") from exc
     model_id = f"{model.name}-{hashlib.sha256(data).hexdigest()[:12]}"
@@ -188,10 +190,13 @@ def load_model(uri: str | None = None, config: storage.StorageConfig | None = No
 def export_checkpoint(source_uri: str, target_uri: str, config: storage.StorageConfig | None = None) -> tuple[str, int]:
     """Keep only what inference needs (drops optimizer and trainer state); returns (model_id, bytes)."""
     from model import CheckpointError, make_checkpoint, model_from_checkpoint
+    from pipeline.core.pretrained import attach_pretrained
 
     ckpt, _ = load_checkpoint_dict(source_uri, config)
     try:
         model, metadata = model_from_checkpoint(ckpt)
+        # Checked and re-recorded: the export names the same extractor file the training used.
+        attach_pretrained(model, ckpt.get("pretrained"), require_record=True)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {source_uri}: {exc}") from exc
     metadata = {k: v for k, v in metadata.items() if k not in ("optimizer", "trainer_state")}

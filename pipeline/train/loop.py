@@ -76,6 +76,7 @@ def build_model(config: TrainConfig, resume_state: dict | None, init_state: dict
 
     from model import build_model as build_family_model
     from model import model_from_checkpoint
+    from pipeline.core.pretrained import attach_pretrained
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.optim.seed)
@@ -83,7 +84,15 @@ def build_model(config: TrainConfig, resume_state: dict | None, init_state: dict
     source = resume_state if resume_state is not None else init_state
     if source is not None:
         restored, _ = model_from_checkpoint(source)
-        model.load_state_dict(restored.state_dict())
+        # A family may take only what fits from an earlier stage's checkpoint (FUSE: stage 1's VAE).
+        init_from = getattr(model, "init_from", None) if resume_state is None else None
+        if init_from is not None:
+            init_from(restored)
+        else:
+            model.load_state_dict(restored.state_dict())
+    # Frozen pretrained parts (FUSE's extractor) from their installed package; a resumed run
+    # must find the file it started with.
+    attach_pretrained(model, (resume_state or {}).get("pretrained"), require_record=False)
     return model
 
 
