@@ -159,8 +159,9 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
     selection = dataclasses.asdict(config.selection)
     if selection != progress.selection:
         # Scores of another rule do not compare: the next validation becomes best.pt under this one.
-        log.warning("selection rule changed from %s to %s: best.pt is chosen anew from this validation on",
-                    progress.selection, selection)
+        if math.isfinite(progress.best_score):  # a fresh run has no best.pt to re-choose
+            log.warning("selection rule changed from %s to %s: best.pt is chosen anew from this validation on",
+                        progress.selection, selection)
         progress.best_score, progress.selection = -math.inf, selection
     enhancer = Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed))
     scores = validate(enhancer, valid, config.model.sample_rate)
