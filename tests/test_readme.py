@@ -98,6 +98,7 @@ def _tiny_training(recipe: str, corpus: Path, pairs: Path) -> list[str]:
     model = TINY_AIGD if "aigd" in recipe else SMALL_STFT_CONFIG
     sets = [f"model.{k}={v}" for k, v in model.items()] + [
         f"data.clean_uri={corpus}/clean", f"data.noise_uri={corpus}/noise", "data.valid_pairs=1",
+        f"data.valid_clean_uri={corpus}/clean", f"data.valid_noisy_uri={corpus}/noisy",
         f"data.valid_clean_uri={pairs}/clean", f"data.valid_noisy_uri={pairs}/noisy",
         "data.valid_segment_seconds=1.0", "mix.segment_seconds=0.5", "optim.batch_size=2",
         "optim.steps_per_epoch=2", "optim.epochs=1", "optim.warmup_steps=1"]
