@@ -35,7 +35,9 @@ def train_variant(args) -> dict:
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
     from pipeline.inference.enhance import EnhanceConfig, Enhancer
-    from pipeline.train.job import TrainConfig, load_pair, paired_keys, run_train_local
+    from pipeline.train.configs import TrainConfig
+    from pipeline.train.data import load_pair, paired_keys
+    from pipeline.train.executors import run_train_local
     from pipeline.train.steps import validate
 
     torch.set_num_threads(args.threads)

@@ -24,7 +24,8 @@ import soundfile as sf  # noqa: E402
 
 from pipeline.audio.mixing import MixConfig  # noqa: E402
 from pipeline.core.config import load_yaml  # noqa: E402
-from pipeline.train.job import TrainConfig, corpus_keys  # noqa: E402
+from pipeline.train.configs import TrainConfig  # noqa: E402
+from pipeline.train.data import corpus_keys  # noqa: E402
 from pipeline.train.steps import load_corpus, validation_pairs  # noqa: E402
 
 

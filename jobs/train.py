@@ -10,7 +10,8 @@ def run(args) -> int:
     from pipeline.core import storage
     from pipeline.core.cli_flags import TRAIN_FLAGS, overrides_from
     from pipeline.core.config import load_yaml
-    from pipeline.train.job import TrainConfig, run_train, run_train_local
+    from pipeline.train.configs import TrainConfig
+    from pipeline.train.executors import run_train, run_train_local
 
     overrides = overrides_from(args, TRAIN_FLAGS)
     config = load_yaml(TrainConfig, args.config, overrides)

@@ -190,7 +190,7 @@ def test_checkpoint_round_trip_through_the_file_format(tmp_path):
 
 def test_the_aigd_recipe_parses_and_its_model_fits_the_budget():
     from pipeline.core.config import load_yaml
-    from pipeline.train.job import TrainConfig
+    from pipeline.train.configs import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE))
     assert recipe.model_name == "aigd" and isinstance(recipe.model, AIGDConfig) and isinstance(recipe.loss, AIGDLossConfig)
@@ -302,7 +302,7 @@ def test_unknown_evaluation_model_names_the_choices():
 
 def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
     from pipeline.core.config import load_yaml
-    from pipeline.train.job import TrainConfig
+    from pipeline.train.configs import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE.with_name("train-aigd-paper.yaml")))
     c = recipe.model
@@ -321,7 +321,7 @@ def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
 
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
-    from pipeline.train.job import TrainConfig
+    from pipeline.train.configs import TrainConfig
 
     shipped = load_model("aigd")
     meta, root = shipped.metadata, RECIPE.parents[2]

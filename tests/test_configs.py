@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.core.config import ConfigError, load_yaml
 from pipeline.denoise.job import DenoiseConfig
-from pipeline.train.job import TrainConfig
+from pipeline.train.configs import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "jobs" / "configs"
 
@@ -110,7 +110,7 @@ def test_dnsmos_is_a_known_metric_and_off_by_default():
 
 
 def test_lr_schedule_is_a_function_of_the_step():
-    from pipeline.train.job import OptimConfig
+    from pipeline.train.configs import OptimConfig
 
     optim = OptimConfig(learning_rate=1e-3, steps_per_epoch=10, epochs=10, lr_schedule="cosine", lr_min_fraction=0.1, warmup_steps=10)
     assert optim.learning_rate_at(0) == pytest.approx(1e-4) and optim.learning_rate_at(9) == pytest.approx(1e-3)

@@ -131,7 +131,8 @@ def _paired(root: str, rng) -> None:
 
 def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_path, rng):
     from pipeline.audio.mixing import MixConfig
-    from pipeline.train.job import DataConfig, OptimConfig, TrainConfig, run_train_local
+    from pipeline.train.configs import DataConfig, OptimConfig, TrainConfig
+    from pipeline.train.executors import run_train_local
 
     root = str(tmp_path)
     _paired(root, rng)

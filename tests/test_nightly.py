@@ -206,3 +206,60 @@ def test_nothing_new_prints_no_output_path(tmp_path, tiny_checkpoint, capsys):
     assert main(["nightly", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", tiny_checkpoint]) == 0
     out = capsys.readouterr().out
     assert "nothing new: no run was started" in out and "outputs:" not in out and str(tmp_path / "out" / "runs") not in out
+
+
+def _failed_row(key: str, error: str, kind: str) -> dict:
+    import datetime as dt
+
+    mtime = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    return {S.INPUT_KEY: key, S.INPUT_SIZE: 10, S.INPUT_ETAG: f"e-{key}", S.INPUT_MTIME: mtime, S.STATUS: S.STATUS_ERROR,
+            S.ERROR: error, S.ERROR_KIND: kind, S.OUTPUT_KEY: None}
+
+
+def _manifest(rows: list[dict]):
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{S.KEY: r[S.INPUT_KEY], S.SIZE: r[S.INPUT_SIZE], S.ETAG: r[S.INPUT_ETAG],
+                                  S.MTIME: r[S.INPUT_MTIME]} for r in rows], schema=S.MANIFEST_SCHEMA)
+
+
+def test_retry_is_decided_by_the_ledgers_error_kind_not_its_text(tmp_path):
+    """A content error (kind ``corrupt``) is not retried, a storage error is, whatever their messages say.
+
+    The messages are swapped on purpose: a decision that parsed the text would get both wrong.
+    """
+    import pyarrow as pa
+
+    from pipeline.core.storage import StorageConfig
+    from pipeline.denoise.nightly import output_config_sha256, plan
+
+    rows = [_failed_row("bad.wav", "storage: connection reset", "corrupt"),
+            _failed_row("flaky.wav", "corrupt: no data chunk", "storage")]
+    ledger = Ledger(rows={}, applied_runs=[])
+    ledger.apply("n1", {"model_id": "m"}, pa.Table.from_pylist(rows))
+    out, config = str(tmp_path / "out"), StorageConfig()
+    ledger.write(out, config)
+    assert pq.read_schema(f"{out}/{LEDGER_KEY}").field(S.ERROR_KIND).type == pa.string()
+    again = Ledger.read(out, config)
+    assert {k: r[S.ERROR_KIND] for k, r in again.rows.items()} == {"bad.wav": "corrupt", "flaky.wav": "storage"}
+    reasons = plan(_manifest(rows), again, "m", output_config_sha256(DenoiseConfig(input_uri="x", output_uri="y")),
+                   NightlyConfig())
+    assert reasons["bad_content"] == ["bad.wav"] and reasons["retry"] == ["flaky.wav"]
+
+
+def test_a_ledger_written_before_error_kind_reads_with_the_kind_of_its_text(tmp_path):
+    import pyarrow as pa
+
+    from pipeline.core.storage import StorageConfig
+
+    rows = [_failed_row("bad.wav", "corrupt: no data chunk", "corrupt"), _failed_row("flaky.wav", "storage: reset", "storage")]
+    ledger = Ledger(rows={}, applied_runs=["n1"])
+    ledger.apply("n1", {"model_id": "m"}, pa.Table.from_pylist(rows))
+    old = pa.Table.from_pylist([ledger.rows[k] for k in sorted(ledger.rows)], schema=S.LEDGER_SCHEMA)
+    old = old.drop_columns([S.ERROR_KIND])
+    old = old.rename_columns([S.LEGACY_OUTPUT_CONFIG_SHA256 if n == S.OUTPUT_CONFIG_SHA256 else n for n in old.column_names])
+    (tmp_path / "ledger").mkdir()
+    pq.write_table(old, tmp_path / LEDGER_KEY)
+    read = Ledger.read(str(tmp_path), StorageConfig())
+    assert {k: r[S.ERROR_KIND] for k, r in read.rows.items()} == {"bad.wav": "corrupt", "flaky.wav": "storage"}
+    assert list(read.rows["bad.wav"]) == S.LEDGER_SCHEMA.names

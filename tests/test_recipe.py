@@ -55,7 +55,8 @@ def test_recipe_trains_without_ray_resumes_and_names_itself(tmp_path, rng):
     assert resolved["config"]["optim"]["epochs"] == 1 and resolved["run"]["recipe"] == str(RECIPE)
     # The licence exclusion of the recipe applies: the excluded file is in no split.
     from pipeline.core.config import load_yaml
-    from pipeline.train.job import TrainConfig, corpus_keys
+    from pipeline.train.configs import TrainConfig
+    from pipeline.train.data import corpus_keys
 
     config = load_yaml(TrainConfig, str(RECIPE), {"data.clean_uri": f"{root}/clean", "data.noise_uri": f"{root}/noise"})
     keys = corpus_keys(config)
@@ -71,7 +72,7 @@ def test_recipe_trains_without_ray_resumes_and_names_itself(tmp_path, rng):
 def test_the_shipped_checkpoint_came_from_the_recipe():
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
-    from pipeline.train.job import TrainConfig
+    from pipeline.train.configs import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE))
     shipped = load_model()

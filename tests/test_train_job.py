@@ -10,7 +10,8 @@ from conftest import TINY_CONFIG
 
 from model import DiffGMMConfig
 from pipeline.audio.mixing import MixConfig, mix_at_snr, mix_example, snr_db
-from pipeline.train.job import DataConfig, OptimConfig, ScalingConfig, TrainConfig, run_train
+from pipeline.train.configs import DataConfig, OptimConfig, ScalingConfig, TrainConfig
+from pipeline.train.executors import run_train
 
 
 def test_mixing_hits_the_requested_snr_and_is_reproducible(rng):

@@ -32,6 +32,11 @@ def identity(size, etag, mtime) -> str:
     return f"size:{size}:mtime:{mtime.isoformat() if mtime else None}"
 
 
+def legacy_error_kind(error: str | None) -> str | None:
+    """The kind of an error in a ledger written before ``error_kind`` was a column: the text before its colon."""
+    return error.split(":", 1)[0] if error else None
+
+
 @dataclass
 class Ledger:
     rows: dict[str, dict]
@@ -47,6 +52,10 @@ class Ledger:
         applied = json.loads(meta.get(APPLIED_RUNS, b"[]"))
         names = [S.OUTPUT_CONFIG_SHA256 if n == S.LEGACY_OUTPUT_CONFIG_SHA256 else n for n in table.column_names]
         table = table.rename_columns(names)
+        if S.ERROR_KIND not in table.column_names:  # written before the column existed
+            kinds = [legacy_error_kind(e) for e in table.column(S.ERROR).to_pylist()]
+            table = table.append_column(S.ERROR_KIND, pa.array(kinds, pa.string()))
+        table = table.select(S.LEDGER_SCHEMA.names)
         return cls(rows={r[S.INPUT_KEY]: r for r in table.cast(S.LEDGER_SCHEMA).to_pylist()}, applied_runs=applied)
 
     def write(self, output_uri: str, config: storage.StorageConfig) -> None:
@@ -61,6 +70,7 @@ class Ledger:
         now = dt.datetime.now(dt.UTC)
         nightly = marker.get(KIND_NIGHTLY, {})
         config_sha = nightly.get(S.OUTPUT_CONFIG_SHA256, nightly.get(S.LEGACY_OUTPUT_CONFIG_SHA256))
+        has_kind = S.ERROR_KIND in clips.column_names  # runs committed before the column have only the text
         for row in clips.to_pylist():
             key = row[S.INPUT_KEY]
             ident = identity(row[S.INPUT_SIZE], row[S.INPUT_ETAG], row[S.INPUT_MTIME])
@@ -72,7 +82,8 @@ class Ledger:
             self.rows[key] = {
                 S.INPUT_KEY: key, S.INPUT_SIZE: row[S.INPUT_SIZE], S.INPUT_ETAG: row[S.INPUT_ETAG], S.INPUT_MTIME: row[S.INPUT_MTIME],
                 S.IDENTITY: ident, S.MODEL_ID: marker.get("model_id"), S.OUTPUT_CONFIG_SHA256: config_sha, S.RUN_ID: run_id,
-                S.STATUS: row[S.STATUS], S.ERROR: row[S.ERROR], S.ATTEMPTS: attempts, S.OUTPUT_KEY: row[S.OUTPUT_KEY],
+                S.STATUS: row[S.STATUS], S.ERROR: row[S.ERROR],
+                S.ERROR_KIND: (row[S.ERROR_KIND] if has_kind else legacy_error_kind(row[S.ERROR])) if failed else None, S.ATTEMPTS: attempts, S.OUTPUT_KEY: row[S.OUTPUT_KEY],
                 S.UPDATED_AT: now,
             }
         self.applied_runs.append(run_id)

@@ -172,6 +172,7 @@ LEDGER_SCHEMA = pa.schema(
         pa.field(RUN_ID, pa.string()),
         pa.field(STATUS, pa.string()),
         pa.field(ERROR, pa.string()),
+        pa.field(ERROR_KIND, pa.string()),  # decides a retry (pipeline.denoise.nightly.plan); absent in old ledgers
         pa.field(ATTEMPTS, pa.int32()),
         pa.field(OUTPUT_KEY, pa.string()),
         pa.field(UPDATED_AT, pa.timestamp("us", tz="UTC")),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from pipeline.audio.codec import AUDIO_ERROR_KINDS
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.config import to_dict
@@ -39,10 +40,8 @@ from pipeline.core.ledger import Ledger, identity
 from pipeline.core.results import KIND_NIGHTLY
 from pipeline.core.runs import RunPaths, read_commit
 from pipeline.denoise.job import DenoiseConfig, run_denoise
-from pipeline.inference.stages import is_content_error
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def plan(manifest: pa.Table, ledger: Ledger, model_id: str, config_sha: str, nig
             reasons["changed"].append(key)
         elif before[S.STATUS] != S.STATUS_OK:
             # The same bytes would fail the same way: only storage, job and model failures are retried.
-            if is_content_error(before[S.ERROR]):
+            if before[S.ERROR_KIND] in AUDIO_ERROR_KINDS:
                 reasons["bad_content"].append(key)
             else:
                 reasons["retry" if before[S.ATTEMPTS] < nightly.max_attempts else "gave_up"].append(key)

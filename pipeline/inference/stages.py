@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.audio.codec import (
-    AUDIO_ERROR_KINDS,
     AUDIO_EXTENSIONS,
     CHANNEL_POLICIES,
     AudioError,
@@ -105,11 +104,6 @@ def error_text(exc: BaseException) -> str:
 def error_columns(exc: BaseException) -> dict[str, str]:
     """A failed row's ``error`` and ``error_kind``, both made here from the exception."""
     return {S.ERROR: error_text(exc), S.ERROR_KIND: error_kind(exc)}
-
-
-def is_content_error(error: str | None) -> bool:
-    """True when an error column's text is about the file's content (:data:`AUDIO_ERROR_KINDS`), not storage or the job."""
-    return bool(error) and error.split(":", 1)[0] in AUDIO_ERROR_KINDS
 
 
 def _finite(value: float) -> float | None:

@@ -48,6 +48,13 @@ def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
     noise_train, noise_valid = split_corpus(noise, d.noise_holdout_fraction, by_speaker=False)
     if not noise_valid:
         noise_valid = noise_train[-1:]
+    if d.valid_pairs and not clean_valid and not (d.valid_clean_uri and d.valid_noisy_uri):
+        # Held-out speakers are picked by hash: a small corpus can hold none, and validation would divide by zero.
+        raise ValueError(
+            f"no clean speaker of the {len(clean)} files under {d.clean_uri} falls in the held-out "
+            f"{d.clean_holdout_fraction:.0%}: set data.valid_clean_uri and data.valid_noisy_uri to a paired "
+            "validation set, or raise data.clean_holdout_fraction"
+        )
     return {"clean": clean_train, "noise": noise_train, "clean_valid": clean_valid, "noise_valid": noise_valid}
 
 
