@@ -127,7 +127,7 @@ def test_banded_config_rejects_bad_sizes(values, message):
 
 def test_a_recipe_with_a_bad_band_count_fails_before_training(tmp_path):
     """The YAML path (TrainConfig): a bad band count or an unknown key is a config error, not a crash later."""
-    from pipeline.train.job import TrainConfig
+    from pipeline.train.configs import TrainConfig
 
     recipe = str(ROOT / "jobs/configs/train-diffgmm-banded.yaml")
     assert load_yaml(TrainConfig, recipe).model.banded.bands == 32

@@ -221,7 +221,8 @@ def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_pat
     from pipeline.audio.demo_data import noise_like, speech_like
     from pipeline.audio.mixing import MixConfig
     from pipeline.core.checkpoints import load_model
-    from pipeline.train.job import DataConfig, OptimConfig, TrainConfig, run_train_local
+    from pipeline.train.configs import DataConfig, OptimConfig, TrainConfig
+    from pipeline.train.executors import run_train_local
 
     root = str(tmp_path)
     for side in ("clean", "noisy"):
