@@ -23,11 +23,13 @@ import time
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.config import to_dict
 from pipeline.core.lifecycle import RunLifecycle
+from pipeline.core.progress import Progress, quiet_ray_data
 from pipeline.core.runs import RunPaths, default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.inference.longform import LongFileWriter, StreamConfig
@@ -59,6 +61,8 @@ class DenoiseConfig:
     # Rows become durable (a rerun of the run id skips them) every flush_rows rows or flush_seconds.
     flush_rows: int = 64
     flush_seconds: float = 30.0
+    # Without a terminal, a progress line at most this often (pipeline/core/progress.py).
+    progress_seconds: float = 30.0
     ray_address: str | None = None
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -74,6 +78,8 @@ class DenoiseConfig:
         self.actors.check_cpu_share(self.cpus_per_cpu_task)
         if self.flush_rows < 1 or self.flush_seconds <= 0:
             raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
+        if not self.progress_seconds > 0:
+            raise ValueError(f"progress_seconds must be > 0, got {self.progress_seconds}")
 
 
 def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_rate: int, paths: RunPaths):
@@ -201,9 +207,13 @@ def run_denoise(
             import ray
 
             init_ray(config.ray_address)
+            quiet_ray_data()
             use_gpu = config.actors.resolve(ray.cluster_resources())[0]
+            progress = Progress("denoise", todo.num_rows, config.progress_seconds)
             for batch in build_dataset(config, todo, run_id, model_rate, paths).iter_batches(batch_format="pyarrow", batch_size=None):
                 rows.write(batch)
+                progress.update(batch.num_rows, float(pc.sum(batch.column(S.DURATION_SECONDS)).as_py() or 0.0))
+            progress.close()
     done = run.collect(manifest)
     summary = summarize(done, time.perf_counter() - started, set(todo.column(S.KEY).to_pylist()))
     summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.audio.codec import load_mono
 from pipeline.core import schema as S
@@ -27,6 +28,7 @@ from pipeline.core import storage
 from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
 from pipeline.core.config import to_dict
 from pipeline.core.lifecycle import RunLifecycle
+from pipeline.core.progress import Progress, quiet_ray_data
 from pipeline.core.runs import default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
 from pipeline.inference.stages import (
@@ -82,6 +84,8 @@ class EvaluateConfig:
     rows_per_block: int = 4
     cpu_batch_size: int = 1
     cpus_per_cpu_task: float = 0.5
+    # Without a terminal, a progress line at most this often (pipeline/core/progress.py).
+    progress_seconds: float = 30.0
     ray_address: str | None = None
     storage: storage.StorageConfig = field(default_factory=storage.StorageConfig)
     model: ModelStageConfig = field(default_factory=ModelStageConfig)
@@ -93,6 +97,8 @@ class EvaluateConfig:
         if not self.output_uri:
             raise ValueError("output_uri is required")
         self.actors.check_cpu_share(self.cpus_per_cpu_task)
+        if not self.progress_seconds > 0:
+            raise ValueError(f"progress_seconds must be > 0, got {self.progress_seconds}")
         if not self.pairs_uri and not (self.clean_uri and self.noisy_uri):
             raise ValueError("give clean_uri and noisy_uri, or pairs_uri")
         labels = [m.split("=", 1)[0] for m in self.models]
@@ -340,8 +346,15 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     with run.rows() as rows:
         if todo.num_rows:
             init_ray(config.ray_address)
+            quiet_ray_data()
+            progress = Progress("evaluate", todo.num_rows, config.progress_seconds)
             for batch in build_dataset(config, todo, run_id, neural).iter_batches(batch_format="pyarrow", batch_size=None):
                 rows.write(batch)
+                # One row per pair and model: a pair is done when its rows come back (they come together).
+                pairs_done = len(set(pair_keys(batch)))
+                per_pair = batch.num_rows / max(pairs_done, 1)
+                progress.update(pairs_done, float(pc.sum(batch.column(S.DURATION_SECONDS)).as_py() or 0.0) / per_pair)
+            progress.close()
     table = run.collect(pairs)
     columns = [m for m in config.metrics if m != DNSMOS] + (list(S.DNSMOS_BASE) if DNSMOS in config.metrics else [])
     summary = summarize(table, tuple(columns))

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pipeline.core import storage
+from pipeline.core.progress import format_duration
 from pipeline.quality.selection import SelectionConfig, selection_score
 from pipeline.train.configs import TrainConfig
 
@@ -220,7 +221,7 @@ def train_loop(
     core = model.module if hasattr(model, "module") else model
     rate, total_steps = config.model.sample_rate, config.optim.total_steps
     metrics: dict = {"step": progress.step}
-    window_audio, t0, cpu0 = 0.0, time.perf_counter(), time.process_time()
+    window_audio, t0, cpu0, step0 = 0.0, time.perf_counter(), time.process_time(), progress.step
     for noisy, clean in batches:
         if progress.step >= total_steps:
             break
@@ -233,8 +234,10 @@ def train_loop(
         window_audio += seconds
         progress.audio_seconds += seconds * workers
         if progress.step % LOG_EVERY_STEPS == 0:
-            log.info("step %d lr %.2e %s %.1f audio-s/s", progress.step, lr, {k: round(v, 4) for k, v in parts.items()},
-                     window_audio / max(time.perf_counter() - t0, 1e-9))
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            eta = format_duration((total_steps - progress.step) * elapsed / max(progress.step - step0, 1))
+            log.info("step %d/%d lr %.2e %s %.1f audio-s/s, ETA %s", progress.step, total_steps, lr,
+                     {k: round(v, 4) for k, v in parts.items()}, window_audio / elapsed, eta)
         if progress.step % config.optim.steps_per_epoch and progress.step < total_steps:
             continue
         now_cpu = time.process_time()
@@ -250,7 +253,7 @@ def train_loop(
         if report is not None:
             report(metrics, last)
         # Validation and checkpoint writing count as training CPU time too; the rate is of training alone.
-        window_audio, t0 = 0.0, time.perf_counter()
+        window_audio, t0, step0 = 0.0, time.perf_counter(), progress.step
     return metrics
 
 
