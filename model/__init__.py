@@ -5,6 +5,7 @@ from model.checkpoint import CheckpointError, make_checkpoint, model_from_checkp
 from model.diffgmm import DiffGMM, DiffGMMConfig, ReverseOutput
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
+from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 from model.registry import MODELS, ModelSpec, build_model, config_from_dict, spec
 
 __all__ = [
@@ -25,4 +26,8 @@ __all__ = [
     "diffgmm_loss",
     "make_checkpoint",
     "model_from_checkpoint",
+    "UDiffSE",
+    "UDiffSEConfig",
+    "UDiffSELossConfig",
+    "udiffse_loss",
 ]

@@ -4,7 +4,10 @@ The pipeline knows only the interface ``model.enhance(windows) -> (windows, stat
 with windows (batch, samples) float32 at the model's ``config.sample_rate``,
 and ``stats`` a dict of per-window tensors, (batch,) or (batch, k). Training
 knows only ``loss(model_output, clean, loss_config) -> (total, parts)``.
-UDiffSE and FUSE register here next.
+UDiffSE registers with the family contract's loss signature
+``loss(model, noisy, clean, loss_config, generator)`` (it owns its forward pass:
+score matching draws t and noise itself) and is a clip-level family
+(``enhance_chunk``); the train and denoise jobs take it once they speak that contract.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from model.aigd import AIGD, AIGDConfig
 from model.diffgmm import DiffGMM, DiffGMMConfig
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
+from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, lambda out, clean, cfg, model: diffgmm_loss(out, clean, cfg, model.represent)),
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, lambda out, clean, cfg, model: aigd_loss(out, clean, cfg)),
+    # (model, noisy, clean, loss config, generator) → (scalar loss, parts): the new contract's signature.
+    "udiffse": ModelSpec(UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss),
 }
 
 

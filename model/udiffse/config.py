@@ -44,8 +44,8 @@ class UDiffSEConfig:
     theta: float = 1.5
     sigma_min: float = 0.05
     sigma_max: float = 0.5
-    channels: int = 16
-    channel_mults: tuple[int, ...] = (1, 2, 2, 4)
+    channels: int = 8
+    channel_mults: tuple[int, ...] = (1, 2, 4, 8, 8)
     res_blocks: int = 1
     groups: int = 4
     time_features: int = 32

@@ -1,8 +1,9 @@
 """The NMF noise model of UDiffSE's M-step: noise variance V̂ = W·H, Itakura–Saito fit.
 
-Shapes follow the public code: W (frames, rank) are activations over time,
-H (rank, bins) are spectral templates, so W @ H is (frames, bins); callers
-holding (bins, frames) images transpose. All float32/64, non-negative, floored.
+W (bins, rank) are spectral templates, H (rank, frames) their activations, so
+W @ H is (bins, frames) like the images. (The public code names these axes
+"T × rank" and "rank × F", but its spectrogram is (256 bins, frames), so its
+W is the spectral side; we name the axes for what they hold.) float32, ≥ floor.
 """
 
 from __future__ import annotations
@@ -17,26 +18,27 @@ def is_divergence(v: torch.Tensor, v_hat: torch.Tensor, floor: float = 1e-10) ->
 
 
 def is_update(v: torch.Tensor, w: torch.Tensor, h: torch.Tensor, floor: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
-    """One multiplicative IS update of H then W (Févotte et al. 2009) for v ≈ w @ h.
+    """One multiplicative IS update of W then H (Févotte et al. 2009) for v ≈ w @ h.
 
-    v (frames, bins) ≥ 0; w (frames, rank); h (rank, bins). Returns new
-    (w, h), floored at ``floor`` so no entry can stick at zero.
+    v (bins, frames) ≥ 0; w (bins, rank); h (rank, frames). Entries are
+    floored at ``floor`` so none sticks at zero; afterwards each template
+    (column of W) is scaled to sum 1 and its activations scaled up to match,
+    which leaves W·H unchanged and keeps H in the units of the noise power.
     """
-    v_hat = (w @ h).clamp_min(floor)
-    h = (h * (w.T @ (v * v_hat.pow(-2))) / (w.T @ v_hat.reciprocal()).clamp_min(floor)).clamp_min(floor)
     v_hat = (w @ h).clamp_min(floor)
     w = (w * ((v * v_hat.pow(-2)) @ h.T) / (v_hat.reciprocal() @ h.T).clamp_min(floor)).clamp_min(floor)
-    return w, h
+    v_hat = (w @ h).clamp_min(floor)
+    h = (h * (w.T @ (v * v_hat.pow(-2))) / (w.T @ v_hat.reciprocal()).clamp_min(floor)).clamp_min(floor)
+    norm = w.sum(dim=0, keepdim=True)  # (1, rank)
+    return w / norm, h * norm.T
 
 
-def random_init(frames: int, bins: int, rank: int, target_mean: float, generator: torch.Generator | None,
+def random_init(bins: int, frames: int, rank: int, generator: torch.Generator | None,
                 floor: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
-    """W (frames, rank), H (rank, bins) ~ U(0, 1) from ``generator``, H scaled so mean(W·H) = ``target_mean``.
+    """W (bins, rank), H (rank, frames) ~ U(0, 1) from ``generator``, floored (the public code's start).
 
-    The public code draws U(0, 1); the scaling (our choice) puts the first
-    noise estimate at the noisy power's level instead of an arbitrary one.
+    The scale does not matter: one IS update rescales a uniformly mis-scaled W·H exactly.
     """
-    w = torch.rand(frames, rank, generator=generator).clamp_min(floor)
-    h = torch.rand(rank, bins, generator=generator).clamp_min(floor)
-    h = h * (max(float(target_mean), floor) / float((w @ h).mean()))
+    w = torch.rand(bins, rank, generator=generator).clamp_min(floor)
+    h = torch.rand(rank, frames, generator=generator).clamp_min(floor)
     return w, h

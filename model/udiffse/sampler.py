@@ -86,8 +86,8 @@ def e_step(
 
 @dataclass
 class EMResult:
-    """``clean`` (bins, frames) complex64, the mean of the last E-step's samples; ``w`` (frames, rank),
-    ``h`` (rank, bins) the final NMF; ``nll_trace`` (num_em,) float32 the mean per-bin negative
+    """``clean`` (bins, frames) complex64, the mean of the last E-step's samples; ``w`` (bins, rank),
+    ``h`` (rank, frames) the final NMF; ``nll_trace`` (num_em,) float32 the mean per-bin negative
     log-likelihood −log CN(X − S; 0, W·H) after each M-step (nats)."""
 
     clean: torch.Tensor
@@ -117,16 +117,16 @@ def run_em(
 ) -> EMResult:
     """``num_em`` rounds of E-step then one IS update of (W, H) on the batch-mean |X − S|².
 
-    ``noisy`` (bins, frames) complex; ``w`` (frames, rank), ``h`` (rank, bins)
+    ``noisy`` (bins, frames) complex; ``w`` (bins, rank), ``h`` (rank, frames)
     the starting noise model. Returns the last E-step's sample mean and the
     final (W, H).
     """
     trace = []
     samples = None
     for it in range(num_em):
-        noise_var = None if (it == 0 and skip_first_likelihood) else (w @ h).T
+        noise_var = None if (it == 0 and skip_first_likelihood) else w @ h
         samples = e_step(score_fn, sde, noisy, noise_var, settings, nbatch, generator)
-        residual = (noisy - samples).abs().pow(2).mean(dim=0).T  # (frames, bins)
+        residual = (noisy - samples).abs().pow(2).mean(dim=0)  # (bins, frames)
         w, h = is_update(residual, w, h, floor)
         trace.append(noise_nll(residual, w @ h, floor))
     return EMResult(clean=samples.mean(dim=0), w=w, h=h, nll_trace=torch.stack(trace).float())
