@@ -135,7 +135,8 @@ class UDiffSE(nn.Module):
         The mean over frames of W·H (a variance of the normalised image) is
         mapped back to the input's linear STFT power (:func:`image_power_to_linear`)
         and divided by the window's energy, so a white noise of variance v reads
-        10·log10(v) dB in every band.
+        10·log10(v) dB in every band. A band without an STFT bin (only at
+        small test FFTs) reads NaN.
         """
         c = self.config
         freqs = torch.arange(w.shape[0], dtype=torch.float32) * c.sample_rate / c.n_fft
