@@ -220,13 +220,15 @@ def test_noise_fingerprint_reads_the_level_and_colour_of_a_known_noise():
 # --- Training ------------------------------------------------------------------------------------
 
 def test_dsm_loss_ignores_noisy_uses_the_generator_and_decreases():
-    model = UDiffSE(UDiffSEConfig(**TINY))
     clean = torch.stack([speechlike(0.5, s) for s in range(4)])
     cfg = UDiffSELossConfig()
-    a, _ = udiffse_loss(model, torch.randn_like(clean), clean, cfg, gen(0))
-    b, _ = udiffse_loss(model, None, clean, cfg, gen(0))
-    c, _ = udiffse_loss(model, None, clean, cfg, gen(1))
+    probe = tiny_model()  # a non-zero output layer, so the loss depends on the network's input
+    a, _ = udiffse_loss(probe, torch.randn_like(clean), clean, cfg, gen(0))
+    b, _ = udiffse_loss(probe, None, clean, cfg, gen(0))
+    c, _ = udiffse_loss(probe, None, clean, cfg, gen(1))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+    model = UDiffSE(UDiffSEConfig(**TINY))
 
     def held_loss():
         with torch.no_grad():
