@@ -20,6 +20,7 @@ from model.aigd import AIGD, AIGDConfig
 from model.diffgmm import DiffGMM, DiffGMMConfig
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
+from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 
 # loss(model, noisy (batch, samples), clean (batch, samples), loss_config, generator | None)
 #   -> (scalar loss tensor, parts as floats incl. "total"); see model.family.
@@ -65,6 +66,8 @@ def _aigd_train_loss(model, noisy, clean, config: AIGDLossConfig, generator=None
 MODELS: dict[str, ModelSpec] = {
     "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, _diffgmm_train_loss, "diffgmm-default.pt"),
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
+    # Clip-level, clean-only score prior; no shipped checkpoint yet.
+    "udiffse": ModelSpec(UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss),
 }
 
 
