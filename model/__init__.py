@@ -6,8 +6,8 @@ from model.diffgmm import DiffGMM, DiffGMMConfig, ReverseOutput
 from model.family import ClipFamily, ModelFamily, WindowFamily
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
-from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 from model.registry import MODELS, ModelSpec, build_model, config_from_dict, spec
+from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 
 __all__ = [
     "AIGD",

@@ -62,7 +62,7 @@ class UDiffSEConfig:
     chunk_seconds: float = 10.0
 
     def __post_init__(self) -> None:
-        self.stft  # validates n_fft and hop_length
+        _ = self.stft  # validates n_fft and hop_length
         if not 0.0 < self.amp_exponent <= 1.0 or self.amp_scale <= 0.0:
             raise ValueError(f"need amp_scale > 0 and 0 < amp_exponent <= 1, got {self.amp_scale}, {self.amp_exponent}")
         if not 0.0 < self.sigma_min < self.sigma_max or self.theta < 0.0:

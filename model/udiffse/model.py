@@ -23,7 +23,8 @@ Choices where the paper and code are silent (``docs/model.md``):
 
 from __future__ import annotations
 
-from typing import ClassVar, Iterator
+from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 from torch import nn

@@ -42,7 +42,7 @@ class SamplerSettings:
     likelihood_weight: float
 
     @classmethod
-    def from_config(cls, c) -> "SamplerSettings":
+    def from_config(cls, c) -> SamplerSettings:
         return cls(c.num_e, c.t_eps, c.snr, c.likelihood_every, c.likelihood_weight)
 
 

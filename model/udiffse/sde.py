@@ -28,7 +28,7 @@ class OUVESDE:
         self.log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     @classmethod
-    def from_config(cls, config) -> "OUVESDE":
+    def from_config(cls, config) -> OUVESDE:
         return cls(config.theta, config.sigma_min, config.sigma_max)
 
     @staticmethod
