@@ -26,6 +26,8 @@ from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_los
 #   -> (scalar loss tensor, parts as floats incl. "total"); see model.family.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any, "torch.Generator | None"], tuple[torch.Tensor, dict[str, float]]]
 
+TRAINING_DATA = ("pairs", "clean")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -33,7 +35,9 @@ class ModelSpec:
 
     ``shipped_checkpoint``: file name of the family's shipped checkpoint in
     ``pipeline/assets/`` (None: nothing shipped; ``--checkpoint NAME`` then does
-    not resolve).
+    not resolve). ``training_data``: "pairs" (the loss needs noisy and clean; the
+    train job mixes or pairs them) or "clean" (a prior over clean speech whose loss
+    ignores ``noisy``; the train job's ``data.mode: clean``, no noise files).
     """
 
     model_cls: type[nn.Module]
@@ -41,6 +45,11 @@ class ModelSpec:
     loss_config_cls: type
     loss: LossFn
     shipped_checkpoint: str | None = None
+    training_data: str = "pairs"
+
+    def __post_init__(self) -> None:
+        if self.training_data not in TRAINING_DATA:
+            raise ValueError(f"training_data must be one of {TRAINING_DATA}, got {self.training_data!r}")
 
 
 def _core(model: nn.Module) -> nn.Module:
@@ -67,7 +76,7 @@ MODELS: dict[str, ModelSpec] = {
     "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, _diffgmm_train_loss, "diffgmm-default.pt"),
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
     # Clip-level, clean-only score prior; no shipped checkpoint yet.
-    "udiffse": ModelSpec(UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss),
+    "udiffse": ModelSpec(UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss, training_data="clean"),
 }
 
 

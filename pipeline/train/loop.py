@@ -6,7 +6,8 @@ An executor (:mod:`pipeline.train.executors`) builds the model and optimiser wit
 nothing locally). The chief (rank 0, or the only process) validates at every epoch's
 end and writes, under ``<storage_path>/<name>/``: ``last.pt`` (model + optimizer +
 trainer state: what a rerun with the same name resumes from) and ``best.pt`` (best
-validation PESQ-WB so far). The trainer state carries the run's cumulative training
+validation PESQ-WB so far; in ``data.mode: clean``, where nothing noisy is held out,
+lowest held-out loss of the family, see :func:`validation_scores`). The trainer state carries the run's cumulative training
 CPU-seconds and audio-seconds, so a resumed run adds to them.
 """
 
@@ -39,10 +40,22 @@ class Progress:
     best_pesq_wb: float = -math.inf
     cpu_seconds: float = 0.0
     audio_seconds: float = 0.0
+    # Clean-mode runs select on the lowest held-out loss instead of PESQ.
+    best_val_loss: float = math.inf
 
     def state(self) -> dict:
         return {"step": self.step, "best_pesq_wb": self.best_pesq_wb, "cpu_seconds": self.cpu_seconds,
-                "audio_seconds": self.audio_seconds}
+                "audio_seconds": self.audio_seconds, "best_val_loss": self.best_val_loss}
+
+    def update_best(self, scores: dict) -> bool:
+        """Record this validation; True when it is the best so far (higher PESQ-WB, or lower loss where no PESQ is scored)."""
+        if "pesq_wb" in scores:
+            improved = scores["pesq_wb"] > self.best_pesq_wb
+            self.best_pesq_wb = max(self.best_pesq_wb, scores["pesq_wb"])
+            return improved
+        improved = scores["loss"] < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, scores["loss"])
+        return improved
 
 
 def step_generator(config: TrainConfig, step: int, device):
@@ -90,7 +103,8 @@ def restore_progress(optimizer, resume_state: dict | None) -> Progress:
     optimizer.load_state_dict(resume_state["metadata"]["optimizer"])
     trainer = resume_state["metadata"]["trainer_state"]
     return Progress(step=int(trainer["step"]), best_pesq_wb=float(trainer["best_pesq_wb"]),
-                    cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)))
+                    cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)),
+                    best_val_loss=float(trainer.get("best_val_loss", math.inf)))
 
 
 def set_learning_rate(optimizer, config: TrainConfig, step: int) -> float:
@@ -116,20 +130,28 @@ def read_train_state(config: TrainConfig) -> dict | None:
     return load_checkpoint_dict(uri, config.storage)[0]
 
 
+def validation_scores(core, valid, config: TrainConfig, device) -> dict[str, float]:
+    """Held-out scores of ``core``: enhancement PESQ-WB / SI-SDR on (noisy, clean) pairs, or, in
+    ``data.mode: clean`` (no noisy held out), the family's loss on held-out clean segments."""
+    from pipeline.inference.enhance import EnhanceConfig, Enhancer
+    from pipeline.train.steps import validate, validate_loss
+
+    if config.data.mode == "clean":
+        return validate_loss(core, valid, config.loss, config.data.valid_seed)
+    return validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
+
+
 def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> tuple[dict, dict]:
-    """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when validation PESQ improved).
+    """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when validation improved).
 
     Returns (validation scores, the ``last.pt`` dict). ``run_info`` (recipe,
     executor, …) goes into every checkpoint's metadata, so a shipped model
     names the recipe file and the steps that made it.
     """
     from model import make_checkpoint
-    from pipeline.inference.enhance import EnhanceConfig, Enhancer
-    from pipeline.train.steps import validate
 
-    scores = validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
-    improved = scores["pesq_wb"] > progress.best_pesq_wb
-    progress.best_pesq_wb = max(progress.best_pesq_wb, scores["pesq_wb"])
+    scores = validation_scores(core, valid, config, device)
+    improved = progress.update_best(scores)
     examples = progress.step * config.optim.batch_size * config.scaling.num_workers
     meta = {**run_info, "name": config.name, "step": progress.step, "examples": examples,
             "audio_hours": examples * config.mix.segment_seconds / 3600.0, "val": scores,
@@ -210,22 +232,29 @@ def train_loop(
     return metrics
 
 
-def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str]], dict | None, dict | None]:
-    """Write the resolved config; return (corpus keys, the state to resume from, the state to start from)."""
+def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str]], dict | None, dict | None, dict]:
+    """Write the resolved config; return (corpus keys, the state to resume from, the state to start from, run_info).
+
+    The returned run_info is the given one plus :func:`pipeline.train.data.data_summary`
+    (data mode, clean and noise file counts, ``noise_files: none`` for clean-only runs),
+    so every checkpoint says what it was trained on.
+    """
     import yaml
 
     from pipeline.core.checkpoints import load_checkpoint_dict
     from pipeline.core.config import to_dict
     from pipeline.core.redact import redact_tree
-    from pipeline.train.data import corpus_keys
+    from pipeline.train.data import corpus_keys, data_summary
 
+    keys = corpus_keys(config)
+    run_info = {**run_info, **data_summary(config, keys)}
     resolved = redact_tree({"config": to_dict(config), "run": run_info})
     storage.write_bytes(storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage)
     resume = read_train_state(config)
     if resume:
         log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
     init_state = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0] if config.init_checkpoint_uri and not resume else None
-    return corpus_keys(config), resume, init_state
+    return keys, resume, init_state, run_info
 
 
 def steps_done(resume: dict | None) -> int:
