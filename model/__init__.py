@@ -7,6 +7,7 @@ from model.family import ClipFamily, ModelFamily, WindowFamily
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
 from model.registry import MODELS, ModelSpec, build_model, config_from_dict, spec
+from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 
 __all__ = [
     "AIGD",
@@ -29,4 +30,8 @@ __all__ = [
     "diffgmm_loss",
     "make_checkpoint",
     "model_from_checkpoint",
+    "UDiffSE",
+    "UDiffSEConfig",
+    "UDiffSELossConfig",
+    "udiffse_loss",
 ]

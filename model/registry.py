@@ -21,10 +21,13 @@ from model.diffgmm import DiffGMM, DiffGMMConfig
 from model.fuse import FUSE, FUSEConfig, FUSELossConfig, fuse_loss
 from model.image_losses import AIGDLossConfig, aigd_loss
 from model.losses import LossConfig, diffgmm_loss
+from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss
 
 # loss(model, noisy (batch, samples), clean (batch, samples), loss_config, generator | None)
 #   -> (scalar loss tensor, parts as floats incl. "total"); see model.family.
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any, "torch.Generator | None"], tuple[torch.Tensor, dict[str, float]]]
+
+TRAINING_DATA = ("pairs", "clean")
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,9 @@ class ModelSpec:
 
     ``shipped_checkpoint``: file name of the family's shipped checkpoint in
     ``pipeline/assets/`` (None: nothing shipped; ``--checkpoint NAME`` then does
-    not resolve).
+    not resolve). ``training_data``: "pairs" (the loss needs noisy and clean; the
+    train job mixes or pairs them) or "clean" (a prior over clean speech whose loss
+    ignores ``noisy``; the train job's ``data.mode: clean``, no noise files).
     """
 
     model_cls: type[nn.Module]
@@ -41,6 +46,11 @@ class ModelSpec:
     loss_config_cls: type
     loss: LossFn
     shipped_checkpoint: str | None = None
+    training_data: str = "pairs"
+
+    def __post_init__(self) -> None:
+        if self.training_data not in TRAINING_DATA:
+            raise ValueError(f"training_data must be one of {TRAINING_DATA}, got {self.training_data!r}")
 
 
 def _core(model: nn.Module) -> nn.Module:
@@ -68,6 +78,8 @@ MODELS: dict[str, ModelSpec] = {
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
     # Two stages (model.stage: vae, then diffusion); nothing shipped yet.
     "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss),
+    # Clip-level, clean-only score prior; no shipped checkpoint yet.
+    "udiffse": ModelSpec(UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss, training_data="clean"),
 }
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-WINDOWS = ("sqrt_hann", "hamming")
+WINDOWS = ("sqrt_hann", "hamming", "hann")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class STFTConfig:
 
     ``window``: ``sqrt_hann`` (DiffGMM; with hop n_fft/2 analysis and synthesis
     windows multiply to a constant overlap-add) or ``hamming`` (AIGD's 1000-point
-    Hamming window in an FFT of 1023). ``win_length`` 0 means ``n_fft``. Any
+    Hamming window in an FFT of 1023) or ``hann`` (UDiffSE's periodic Hann window,
+    as sgmse). ``win_length`` 0 means ``n_fft``. Any
     window with hop ≤ win_length/2 is inverted exactly: :func:`torch.istft`
     divides by the summed squared window.
     """
@@ -59,6 +60,8 @@ class STFTConfig:
 def _window(config: STFTConfig, like: torch.Tensor) -> torch.Tensor:
     if config.window == "hamming":
         return torch.hamming_window(config.window_length, periodic=True, device=like.device, dtype=torch.float32)
+    if config.window == "hann":
+        return torch.hann_window(config.window_length, periodic=True, device=like.device, dtype=torch.float32)
     return torch.hann_window(config.window_length, periodic=True, device=like.device, dtype=torch.float32).sqrt()
 
 

@@ -175,6 +175,26 @@ def mix_example(
     return (noisy * gain).astype(np.float32), (clean * gain).astype(np.float32), snr
 
 
+def clean_example(clean_signal: np.ndarray, config: MixConfig, rng: np.random.Generator) -> np.ndarray:
+    """One clean-only training example (segment,) float32: the speech augmentation and level of :func:`mix_example`, no noise.
+
+    For families that learn a prior over clean speech (no noisy input): the
+    same active crop, speed, reverb and EQ draws, then a random level in
+    [``level_dbfs_min``, ``level_dbfs_max``] dBFS, never clipped.
+    """
+    length = int(round(config.segment_seconds * config.sample_rate))
+    clean = augment_speech(clean_signal, length, config, rng)
+    level = float(rng.uniform(config.level_dbfs_min, config.level_dbfs_max))
+    gain = min(10.0 ** (level / 20.0) / max(rms(clean), 1e-9), 0.99 / max(float(np.abs(clean).max()), 1e-9))
+    return (clean * gain).astype(np.float32)
+
+
+def indexed_clean_example(index: int, clean: list[np.ndarray], config: MixConfig, seed: int) -> np.ndarray:
+    """Clean-only example number ``index`` of a run, drawn from ``default_rng([seed, index])`` like :func:`indexed_example`."""
+    rng = np.random.default_rng([seed, int(index)])
+    return clean_example(clean[rng.integers(len(clean))], config, rng)
+
+
 def indexed_example(
     index: int, clean: list[np.ndarray], noise: list[np.ndarray], config: MixConfig, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,13 @@ from pipeline.quality.selection import SelectionConfig
 
 @dataclass(frozen=True)
 class DataConfig:
-    """``mode``: mix (clean_uri + noise_uri) or paired (paired_clean_uri + paired_noisy_uri)."""
+    """``mode``: mix (clean_uri + noise_uri), paired (paired_clean_uri + paired_noisy_uri) or clean.
+
+    ``clean``: clean speech only (clean_uri; no noise_uri), for the families whose
+    :attr:`model.registry.ModelSpec.training_data` is "clean" (a prior over clean
+    speech, e.g. UDiffSE). The loop then gets (clean, clean) batches and validates
+    by the family's loss on held-out speakers' clean segments, not by enhancement.
+    """
 
     mode: str = "mix"
     clean_uri: str | None = None
@@ -44,6 +50,7 @@ class DataConfig:
 
 
 LR_SCHEDULES = ("constant", "cosine")
+DATA_MODES = ("mix", "paired", "clean")
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,16 @@ class TrainConfig:
         # Frozen: the typed sections replace the mappings they were given.
         object.__setattr__(self, "model", typed(spec.config_cls, self.model, "model"))
         object.__setattr__(self, "loss", typed(spec.loss_config_cls, self.loss, "loss"))
-        if self.data.mode not in ("mix", "paired"):
-            raise ValueError("data.mode must be mix or paired")
+        if self.data.mode not in DATA_MODES:
+            raise ValueError(f"data.mode must be one of {DATA_MODES}, got {self.data.mode!r}")
+        if spec.training_data == "clean" and self.data.mode != "clean":
+            raise ValueError(f"{self.model_name} trains on clean speech only: set data.mode: clean (with data.clean_uri, no noise)")
+        if spec.training_data != "clean" and self.data.mode == "clean":
+            raise ValueError(f"{self.model_name} trains on noisy/clean pairs: data.mode clean is for clean-only families; use mix or paired")
+        if self.data.mode == "clean" and not self.data.clean_uri:
+            raise ValueError("clean mode needs data.clean_uri")
+        if self.data.mode == "clean" and (self.data.noise_uri or self.data.paired_noisy_uri or self.data.valid_noisy_uri):
+            raise ValueError("clean mode uses no noise files: remove data.noise_uri / paired_noisy_uri / valid_noisy_uri")
         if self.data.mode == "mix" and not (self.data.clean_uri and self.data.noise_uri):
             raise ValueError("mix mode needs data.clean_uri and data.noise_uri")
         if self.data.mode == "paired" and not (self.data.paired_clean_uri and self.data.paired_noisy_uri):

@@ -1,6 +1,7 @@
-"""Training data stages: corpus keys, on-the-fly mixing, paired crops, the validation set.
+"""Training data stages: corpus keys, on-the-fly mixing, paired crops, clean-only crops, the validation set.
 
-Both stages turn an example index into a (noisy, clean) pair: a Ray Data stage in the Ray
+Every stage turns an example index into a (noisy, clean) pair (the clean-only stage gives
+(clean, clean): its families' losses ignore ``noisy``): a Ray Data stage in the Ray
 executor (``__call__`` on a batch of ids), a map-style dataset (``stage[i]``) for torch's
 DataLoader in the local one, so both executors see the same examples. Example *i* is drawn
 from ``default_rng([seed, i])``: a run, a resumed run and a rerun see exactly the same examples.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.audio.mixing import MixConfig, indexed_example
+from pipeline.audio.mixing import MixConfig, clean_example, indexed_clean_example, indexed_example
 from pipeline.core import storage
 from pipeline.train.configs import TrainConfig
 
@@ -43,8 +44,10 @@ def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
         train, valid = split_corpus(paired_keys(d.paired_clean_uri, d.paired_noisy_uri, config.storage), d.clean_holdout_fraction, by_speaker=True)
         return {"train": train, "valid": valid}
     clean = [k for k in list_audio(d.clean_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
-    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
     clean_train, clean_valid = split_corpus(clean, d.clean_holdout_fraction, by_speaker=True)
+    if d.mode == "clean":
+        return {"clean": clean_train, "clean_valid": clean_valid}
+    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
     noise_train, noise_valid = split_corpus(noise, d.noise_holdout_fraction, by_speaker=False)
     if not noise_valid:
         noise_valid = noise_train[-1:]
@@ -81,6 +84,24 @@ class MixStage:
         return {NOISY: np.stack([p[0] for p in pairs]), CLEAN: np.stack([p[1] for p in pairs])}
 
 
+class CleanStage:
+    """Example indices → (clean, clean) pairs of clean speech only (no noise corpus is read); a Ray Data actor or ``stage[i]``."""
+
+    def __init__(self, config: TrainConfig, clean_keys: list[str]) -> None:
+        from pipeline.train.steps import load_corpus
+
+        self.clean = list(load_corpus(config.data.clean_uri, config.model.sample_rate, clean_keys, config.storage).values())
+        self.mix, self.seed = config.mix, config.optim.seed
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        clean = indexed_clean_example(index, self.clean, self.mix, self.seed)
+        return clean, clean
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        clean = np.stack([self[int(index)][1] for index in batch["id"]])
+        return {NOISY: clean, CLEAN: clean}
+
+
 class PairCropStage:
     """Example index → a seeded random crop of one paired file (a Ray Data task, or ``stage[i]`` locally)."""
 
@@ -105,10 +126,12 @@ class PairCropStage:
         return {NOISY: np.stack([p[0] for p in pairs]), CLEAN: np.stack([p[1] for p in pairs])}
 
 
-def example_stage(config: TrainConfig, keys: dict[str, list[str]]) -> MixStage | PairCropStage:
+def example_stage(config: TrainConfig, keys: dict[str, list[str]]) -> MixStage | CleanStage | PairCropStage:
     """The stage of the configured data mode (``stage[i]`` is example *i*)."""
     if config.data.mode == "mix":
         return MixStage(config, keys["clean"], keys["noise"])
+    if config.data.mode == "clean":
+        return CleanStage(config, keys["clean"])
     return PairCropStage(config, keys["train"])
 
 
@@ -124,6 +147,14 @@ def build_train_dataset(config: TrainConfig, keys: dict[str, list[str]], first_e
     # next to the training workers.
     ids = np.arange(first_example, total, dtype=np.int64)
     ds = ray.data.from_arrow(split_blocks(pa.table({"id": ids}), config.optim.batch_size * 8))
+    if config.data.mode == "clean":
+        return ds.map_batches(
+            CleanStage,
+            fn_constructor_kwargs={"config": config, "clean_keys": keys["clean"]},
+            batch_size=config.optim.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=config.scaling.data_actors),
+            num_cpus=config.scaling.cpus_per_data_actor,
+        )
     if config.data.mode == "mix":
         return ds.map_batches(
             MixStage,
@@ -135,11 +166,32 @@ def build_train_dataset(config: TrainConfig, keys: dict[str, list[str]], first_e
     return ds.map_batches(PairCropStage(config, keys["train"]), batch_size=config.optim.batch_size, num_cpus=config.scaling.cpus_per_data_actor)
 
 
+def data_summary(config: TrainConfig, keys: dict[str, list[str]]) -> dict:
+    """What a checkpoint says about its training data: the mode, how many clean and noise files (``"none"``: no noise at all)."""
+    d = config.data
+    if d.mode == "paired":
+        return {"data_mode": d.mode, "pairs_files": len(keys["train"]), "noise_files": f"paired: {d.paired_noisy_uri}"}
+    noise = len(keys["noise"]) if d.mode == "mix" else "none"
+    return {"data_mode": d.mode, "clean_files": len(keys["clean"]), "noise_files": noise}
+
+
 def validation_set(config: TrainConfig, keys: dict[str, list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Held-out (noisy, clean) pairs: a paired validation prefix if given, else held-out speakers × noises."""
+    """Held-out (noisy, clean) pairs: a paired validation prefix if given, else held-out speakers × noises.
+
+    Clean mode: (clean, clean) segments of held-out speakers (``valid_pairs`` of
+    ``valid_segment_seconds``, seeded by ``valid_seed``), scored by the family's loss.
+    """
     from pipeline.train.steps import load_corpus, validation_pairs
 
     d, rate = config.data, config.model.sample_rate
+    if d.mode == "clean":
+        clean = list(load_corpus(d.clean_uri, rate, keys["clean_valid"], config.storage).values())
+        if not clean:
+            raise ValueError(f"no held-out clean speech under {d.clean_uri}: raise data.clean_holdout_fraction (now {d.clean_holdout_fraction})")
+        vmix = MixConfig(**{**config.mix.__dict__, "segment_seconds": d.valid_segment_seconds})
+        rng = np.random.default_rng(d.valid_seed)
+        segments = [clean_example(clean[i % len(clean)], vmix, rng) for i in range(d.valid_pairs)]
+        return [(s, s) for s in segments]
     if d.valid_clean_uri and d.valid_noisy_uri:
         names = paired_keys(d.valid_clean_uri, d.valid_noisy_uri, config.storage)
         return [load_pair(d.valid_clean_uri, d.valid_noisy_uri, k, rate, config.storage) for k in names[: d.valid_pairs]]

@@ -1,7 +1,7 @@
 """The two executors of :func:`pipeline.train.loop.train_loop`: Ray Train, and one local process.
 
 Both only build the model, feed the loop batches and report; the schedule, validation
-and checkpoints are the loop's. Both take both data modes (mix and paired).
+and checkpoints are the loop's. Both take every data mode (mix, paired, clean).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def run_train_local(config: TrainConfig, run_info: dict | None = None, device: s
     """The same recipe without Ray: one process (plus optional DataLoader workers), CPU or one GPU.
 
     Example *i* of the run is the one the Ray executor would feed a single
-    worker, in either data mode; the loop, validation and checkpoints are the
+    worker, in any data mode; the loop, validation and checkpoints are the
     shared ones, and a rerun with the same name resumes from ``last.pt``.
     """
     import torch
@@ -67,7 +67,7 @@ def run_train_local(config: TrainConfig, run_info: dict | None = None, device: s
 
     device = pick_device(device)
     run_info = {**(run_info or {}), "executor": "local", "device": device}
-    keys, resume, init_state = prepare_run(config, run_info)
+    keys, resume, init_state, run_info = prepare_run(config, run_info)
     valid = validation_set(config, keys)
     model = build_model(config, resume, init_state).to(device)
     optimizer = make_optimizer(model, config)
@@ -97,7 +97,7 @@ def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
 
     run_info = {**(run_info or {}), "executor": "ray"}
     init_ray(None)
-    keys, resume, init_state = prepare_run(config, run_info)
+    keys, resume, init_state, run_info = prepare_run(config, run_info)
     done_steps = steps_done(resume)
     global_batch = config.optim.batch_size * config.scaling.num_workers
     fs, path = storage.arrow_filesystem(config.storage_path, config.storage)

@@ -7,8 +7,10 @@ nothing locally). The chief (rank 0, or the only process) validates at every epo
 end and writes, under ``<storage_path>/<name>/``: ``last.pt`` (model + optimizer +
 trainer state: what a rerun with the same name resumes from) and ``best.pt`` (the best
 validation so far by the recipe's ``selection`` rule, :mod:`pipeline.quality.selection`:
-PESQ-WB alone by default, or PESQ-WB with STOI). The trainer state carries the run's
-cumulative training CPU-seconds and audio-seconds, so a resumed run adds to them.
+PESQ-WB alone by default, or PESQ-WB with STOI; in ``data.mode: clean``, where nothing
+noisy is held out, the lowest held-out loss of the family, see :func:`validation_scores`).
+The trainer state carries the run's cumulative training CPU-seconds and audio-seconds, so
+a resumed run adds to them.
 """
 
 from __future__ import annotations
@@ -143,19 +145,28 @@ def read_train_state(config: TrainConfig) -> dict | None:
     return load_checkpoint_dict(uri, config.storage)[0]
 
 
+def validation_scores(core, valid, config: TrainConfig, device) -> dict[str, float]:
+    """Held-out scores of ``core``: enhancement PESQ-WB / SI-SDR on (noisy, clean) pairs, or, in
+    ``data.mode: clean`` (no noisy held out), the family's loss on held-out clean segments."""
+    from pipeline.inference.enhance import EnhanceConfig, Enhancer
+    from pipeline.train.steps import validate, validate_loss
+
+    if config.data.mode == "clean":
+        return validate_loss(core, valid, config.loss, config.data.valid_seed)
+    return validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
+
+
 def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> tuple[dict, dict]:
     """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when the selection score improved).
 
     The score is :func:`pipeline.quality.selection.selection_score` under
-    ``config.selection``; validation scores STOI too when that rule needs it.
+    ``config.selection``; a clean-mode run scores minus its held-out loss.
 
     Returns (validation scores, the ``last.pt`` dict). ``run_info`` (recipe,
     executor, …) goes into every checkpoint's metadata, so a shipped model
     names the recipe file and the steps that made it.
     """
     from model import make_checkpoint
-    from pipeline.inference.enhance import EnhanceConfig, Enhancer
-    from pipeline.train.steps import validate
 
     selection = dataclasses.asdict(config.selection)
     if selection != progress.selection:
@@ -164,12 +175,12 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
             log.warning("selection rule changed from %s to %s: best.pt is chosen anew from this validation on",
                         progress.selection, selection)
         progress.best_score, progress.selection = -math.inf, selection
-    enhancer = Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed))
-    scores = validate(enhancer, valid, config.model.sample_rate)
-    score = selection_score(scores, config.selection)
+    scores = validation_scores(core, valid, config, device)
+    score = -scores["loss"] if config.data.mode == "clean" else selection_score(scores, config.selection)
     improved = score > progress.best_score
     if improved:
-        progress.best_score, progress.best_pesq_wb = score, scores["pesq_wb"]
+        progress.best_score = score
+        progress.best_pesq_wb = scores.get("pesq_wb", progress.best_pesq_wb)
     progress.history.append({"step": progress.step, "cpu_seconds": progress.cpu_seconds,
                              "audio_seconds": progress.audio_seconds, "val": dict(scores)})
     examples = progress.step * config.optim.batch_size * config.scaling.num_workers
@@ -257,22 +268,29 @@ def train_loop(
     return metrics
 
 
-def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str]], dict | None, dict | None]:
-    """Write the resolved config; return (corpus keys, the state to resume from, the state to start from)."""
+def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str]], dict | None, dict | None, dict]:
+    """Write the resolved config; return (corpus keys, the state to resume from, the state to start from, run_info).
+
+    The returned run_info is the given one plus :func:`pipeline.train.data.data_summary`
+    (data mode, clean and noise file counts, ``noise_files: none`` for clean-only runs),
+    so every checkpoint says what it was trained on.
+    """
     import yaml
 
     from pipeline.core.checkpoints import load_checkpoint_dict
     from pipeline.core.config import to_dict
     from pipeline.core.redact import redact_tree
-    from pipeline.train.data import corpus_keys
+    from pipeline.train.data import corpus_keys, data_summary
 
+    keys = corpus_keys(config)
+    run_info = {**run_info, **data_summary(config, keys)}
     resolved = redact_tree({"config": to_dict(config), "run": run_info})
     storage.write_bytes(storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage)
     resume = read_train_state(config)
     if resume:
         log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
     init_state = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0] if config.init_checkpoint_uri and not resume else None
-    return corpus_keys(config), resume, init_state
+    return keys, resume, init_state, run_info
 
 
 def steps_done(resume: dict | None) -> int:

@@ -115,3 +115,35 @@ def validate(enhancer, pairs: list[tuple[np.ndarray, np.ndarray]], sample_rate: 
             rows[prefix + "si_sdr_db"].append(score_si_sdr(clean, sig, sample_rate).value)
             rows[prefix + "stoi"].append(score_stoi(clean, sig, sample_rate).value)
     return {k: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan for k, v in rows.items()}
+
+
+def validate_loss(model, pairs: list[tuple[np.ndarray, np.ndarray]], loss_config, seed: int) -> dict[str, float]:
+    """The family's loss on held-out (noisy, clean) pairs, each part averaged: for families validated without enhancing.
+
+    A clean-only prior (UDiffSE) has nothing to enhance in clean validation data; its
+    held-out score-matching loss says how well the prior fits unseen speakers. Pair *i*
+    draws its t and noise from a generator seeded by (``seed``, i), so every epoch is
+    scored on the same draws and two checkpoints compare like for like. Keys: the loss's
+    parts ("total", …) plus "loss" (= total).
+    """
+    import torch
+
+    from model import spec
+    from pipeline.inference.enhance import derived_seed
+
+    core = model.module if hasattr(model, "module") else model
+    device = next(core.parameters()).device
+    loss_fn = spec(core.name).loss
+    core.eval()
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        for i, (noisy, clean) in enumerate(pairs):
+            generator = torch.Generator(device=device).manual_seed(derived_seed(seed, i))
+            n = torch.from_numpy(np.asarray(noisy, dtype=np.float32)).to(device).unsqueeze(0)
+            c = torch.from_numpy(np.asarray(clean, dtype=np.float32)).to(device).unsqueeze(0)
+            _, parts = loss_fn(core, n, c, loss_config, generator)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+    out = {k: v / max(len(pairs), 1) for k, v in sums.items()}
+    out["loss"] = out["total"]
+    return out
