@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from model.unet import UNet1d
+from model.validation import require_at_least_one
 
 # Features per band into the U-Net: mean compressed real part, imaginary part and magnitude.
 BAND_FEATURES = 3
@@ -58,9 +59,8 @@ class BandedConfig:
     bin_hidden: int = 12
 
     def __post_init__(self) -> None:
-        for name in ("channels", "depth", "kernel_size", "stride", "groups", "band_channels", "bin_hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"banded.{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("channels", "depth", "kernel_size", "stride", "groups", "band_channels", "bin_hidden"),
+                             "banded.")
         if self.bottleneck_blocks < 0:
             raise ValueError(f"banded.bottleneck_blocks must be >= 0, got {self.bottleneck_blocks}")
         if self.bands < 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.spectral import STFTConfig
+from model.validation import require_at_least_one
 
 STAGES = ("vae", "diffusion")
 GUIDANCE = ("none", "crepe_tiny")
@@ -67,10 +68,9 @@ class FUSEConfig:
                                      ("conditioning", self.conditioning, CONDITIONING), ("schedule", self.schedule, SCHEDULES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("latent_channels", "vae_channels", "vae_blocks", "groups", "denoiser_channels", "denoiser_blocks",
-                     "time_embed_dim", "guidance_stride", "guidance_channels", "train_timesteps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("latent_channels", "vae_channels", "vae_blocks", "groups", "denoiser_channels",
+                                    "denoiser_blocks", "time_embed_dim", "guidance_stride", "guidance_channels",
+                                    "train_timesteps"))
         for name in ("vae_channels", "denoiser_channels"):
             if getattr(self, name) % self.groups:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of groups ({self.groups})")

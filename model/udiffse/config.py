@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.spectral import STFTConfig
+from model.validation import require_at_least_one
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,7 @@ class UDiffSEConfig:
             raise ValueError(f"groups {self.groups} must divide every level's channel count")
         if self.time_features < 2 or self.time_features % 2:
             raise ValueError(f"time_features must be an even number >= 2, got {self.time_features}")
-        for name in ("num_e", "num_em", "nbatch", "likelihood_every", "nmf_rank"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        require_at_least_one(self, ("num_e", "num_em", "nbatch", "likelihood_every", "nmf_rank"))
         if not 0.0 < self.t_eps < 1.0:
             raise ValueError(f"t_eps must be in (0, 1), got {self.t_eps}")
         if self.snr <= 0.0 or self.likelihood_weight < 0.0 or self.nmf_floor <= 0.0:
