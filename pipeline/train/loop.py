@@ -56,8 +56,7 @@ class Progress:
 
     def state(self) -> dict:
         return {"step": self.step, "best_pesq_wb": self.best_pesq_wb, "cpu_seconds": self.cpu_seconds,
-                "audio_seconds": self.audio_seconds, "best_score": self.best_score, "selection": dict(self.selection),
-                "history": list(self.history)}
+                "audio_seconds": self.audio_seconds, "best_score": self.best_score, "selection": dict(self.selection)}
 
 
 def step_generator(config: TrainConfig, step: int, device):
@@ -119,7 +118,7 @@ def restore_progress(optimizer, resume_state: dict | None) -> Progress:
                     cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)),
                     best_score=float(trainer.get("best_score", best_pesq_wb)),
                     selection=dict(trainer.get("selection", dataclasses.asdict(SelectionConfig()))),
-                    history=list(trainer.get("history", [])))
+                    history=list(resume_state["metadata"].get("history", [])))
 
 
 def set_learning_rate(optimizer, config: TrainConfig, step: int) -> float:
