@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from model.diffgmm import ReverseOutput
 from model.gmm import mixture_nll
+from model.intelligibility import stoi_approx
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,19 @@ class LossConfig:
     compressed_resolution: tuple[int, int] = (512, 256)
     compressed_power: float = 0.3
     compressed_mag_fraction: float = 0.7
+    # 1 − approximate STOI of the final estimate (model/intelligibility.py): the intelligibility
+    # term of issue 19, measured against the same run without it in docs/model.md.
+    stoi_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        weights = (self.l1_weight, self.nll_weight, self.stft_weight, self.si_sdr_weight, self.compressed_weight)
+        weights = (
+            self.l1_weight,
+            self.nll_weight,
+            self.stft_weight,
+            self.si_sdr_weight,
+            self.compressed_weight,
+            self.stoi_weight,
+        )
         if min(weights) < 0:
             raise ValueError("loss weights must be >= 0")
         if not 0.0 < self.compressed_power <= 1.0:
@@ -69,7 +80,13 @@ def _power_floor(ref_pow: torch.Tensor, floor_db: float) -> torch.Tensor:
 
 
 def compressed_spectral_loss(
-    estimate: torch.Tensor, target: torch.Tensor, n_fft: int, hop: int, power: float, mag_fraction: float, floor_db: float = -80.0
+    estimate: torch.Tensor,
+    target: torch.Tensor,
+    n_fft: int,
+    hop: int,
+    power: float,
+    mag_fraction: float,
+    floor_db: float = -80.0,
 ) -> torch.Tensor:
     """MSE of power-law compressed spectra, inputs (batch, samples); the loss of GTCRN and MP-SENet.
 
@@ -89,7 +106,9 @@ def compressed_spectral_loss(
     return (1.0 - mag_fraction) * complex_mse + mag_fraction * mag_mse
 
 
-def multires_stft_loss(estimate: torch.Tensor, target: torch.Tensor, resolutions, floor_db: float = -80.0) -> torch.Tensor:
+def multires_stft_loss(
+    estimate: torch.Tensor, target: torch.Tensor, resolutions, floor_db: float = -80.0
+) -> torch.Tensor:
     """Mean over resolutions of spectral convergence + L1 log-magnitude; inputs (batch, samples).
 
     The log-magnitude term has a power floor ``floor_db`` below the target's
@@ -128,9 +147,11 @@ def neg_si_sdr_db(estimate: torch.Tensor, target: torch.Tensor, eps: float = 1e-
 
 
 def diffgmm_loss(
-    out: ReverseOutput, clean: torch.Tensor, config: LossConfig, represent=None
+    out: ReverseOutput, clean: torch.Tensor, config: LossConfig, represent=None, sample_rate: int = 16000
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss (scalar tensor) and its parts as floats; ``clean`` is (batch, samples) in input units.
+
+    ``sample_rate`` (Hz) is the model's: the STOI term cuts its bands by frequency.
 
     ``represent`` maps a normalised waveform to the model's state space
     (``DiffGMM.represent``); the NLL of the true remaining noise x_i − clean
@@ -160,5 +181,9 @@ def diffgmm_loss(
         si_sdr = neg_si_sdr_db(final, target)
         total = total + config.si_sdr_weight * si_sdr
         parts["neg_si_sdr_db"] = float(si_sdr.detach())
+    if config.stoi_weight > 0:
+        stoi = stoi_approx(final, target, sample_rate).mean()
+        total = total + config.stoi_weight * (1.0 - stoi)
+        parts["stoi"] = float(stoi.detach())
     parts["total"] = float(total.detach())
     return total, parts

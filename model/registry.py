@@ -25,7 +25,9 @@ from model.udiffse import UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_los
 
 # loss(model, noisy (batch, samples), clean (batch, samples), loss_config, generator | None)
 #   -> (scalar loss tensor, parts as floats incl. "total"); see model.family.
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, Any, "torch.Generator | None"], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[
+    [nn.Module, torch.Tensor, torch.Tensor, Any, "torch.Generator | None"], tuple[torch.Tensor, dict[str, float]]
+]
 
 TRAINING_DATA = ("pairs", "clean")
 
@@ -63,7 +65,8 @@ def _diffgmm_train_loss(model, noisy, clean, config: LossConfig, generator=None)
     # The loss runs in float32 outside any autocast: log-sum-exps, STFT norms and SDRs need the range.
     with torch.autocast(device_type=noisy.device.type, enabled=False):
         out.enhanced, out.final = out.enhanced.float(), out.final.float()
-        return diffgmm_loss(out, clean.float(), config, _core(model).represent)
+        core = _core(model)
+        return diffgmm_loss(out, clean.float(), config, core.represent, core.config.sample_rate)
 
 
 def _aigd_train_loss(model, noisy, clean, config: AIGDLossConfig, generator=None):
