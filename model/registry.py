@@ -41,6 +41,10 @@ class ModelSpec:
     not resolve). ``training_data``: "pairs" (the loss needs noisy and clean; the
     train job mixes or pairs them) or "clean" (a prior over clean speech whose loss
     ignores ``noisy``; the train job's ``data.mode: clean``, no noise files).
+    ``sampler_fields``: the family config's fields that change only how the trained
+    network is sampled (steps, EM iterations, parallel samples, chunk length), never
+    the weights' shapes; the batch jobs may override them at inference
+    (``model.sampler``). Architecture fields are never among them.
     """
 
     model_cls: type[nn.Module]
@@ -49,6 +53,7 @@ class ModelSpec:
     loss: LossFn
     shipped_checkpoint: str | None = None
     training_data: str = "pairs"
+    sampler_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.training_data not in TRAINING_DATA:
@@ -80,9 +85,13 @@ MODELS: dict[str, ModelSpec] = {
     "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, _diffgmm_train_loss, "diffgmm-default.pt"),
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
     # Two stages (model.stage: vae, then diffusion); nothing shipped yet.
-    "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss),
+    "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss, sampler_fields=("num_steps",)),
     # Clip-level, clean-only score prior; no shipped checkpoint yet.
-    "udiffse": ModelSpec(UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss, training_data="clean"),
+    "udiffse": ModelSpec(
+        UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss, training_data="clean",
+        sampler_fields=("num_e", "num_em", "nbatch", "snr", "t_eps", "likelihood_every", "likelihood_weight",
+                        "skip_first_likelihood", "nmf_rank", "nmf_floor", "chunk_seconds"),
+    ),
 }
 
 

@@ -164,25 +164,69 @@ def _why_unreadable(exc: Exception, data: bytes) -> str:
     return f"cannot be read safely: {type(exc).__name__}: {first[:120]}"
 
 
-def load_model(uri: str | None = None, config: storage.StorageConfig | None = None) -> LoadedModel:
+def sampler_settings(family: str, sampler: Mapping[str, Any], strict: bool = True) -> dict[str, Any]:
+    """The entries of ``sampler`` (``model.sampler`` of a job) that ``family`` takes at inference.
+
+    ``strict``: a key the family does not take is an error (one line naming the ones it
+    takes); otherwise it is left out, for jobs that load several families (evaluate).
+    """
+    from model.registry import spec
+
+    allowed = spec(family).sampler_fields
+    unknown = sorted(set(sampler) - set(allowed))
+    if unknown and strict:
+        takes = ", ".join(allowed) if allowed else "none: its sampling is fixed by the checkpoint"
+        raise ValueError(f"model.sampler: {', '.join(unknown)} not a sampler setting of {family} (it takes {takes})")
+    return {k: v for k, v in sampler.items() if k in allowed}
+
+
+def sampler_suffix(settings: Mapping[str, Any]) -> str:
+    """What a model id gains from sampler overrides: ``-s`` + 8 hex of their sorted JSON ('' without any).
+
+    Outputs of one checkpoint under other sampler settings are another model's: rows,
+    markers and nightly's plan must tell them apart. The settings themselves are in the
+    run's saved config.
+    """
+    import json
+
+    if not settings:
+        return ""
+    return "-s" + hashlib.sha256(json.dumps(dict(sorted(settings.items()))).encode()).hexdigest()[:8]
+
+
+def load_model(
+    uri: str | None = None,
+    config: storage.StorageConfig | None = None,
+    sampler: Mapping[str, Any] | None = None,
+    strict_sampler: bool = True,
+) -> LoadedModel:
     """Load a model from a checkpoint file, or a shipped family by name (the shipped default when ``uri`` is None).
 
     A peer's name (:data:`PEER_MODELS`) gives its descriptor as ``model``; nothing is read.
+    ``sampler``: inference-time values for the family's ``sampler_fields`` (e.g. UDiffSE's
+    ``num_e``), replacing the checkpoint's (see :func:`sampler_settings` for ``strict_sampler``);
+    the family's config validates them like any other value.
     """
     from model import CheckpointError, model_from_checkpoint
     from pipeline.core.pretrained import attach_pretrained
 
     if uri in PEER_MODELS:
         peer = PEER_MODELS[uri]
+        if sampler and strict_sampler:
+            raise ValueError(f"model.sampler: {uri} has no sampler settings")
         return LoadedModel(model=peer, metadata={"peer": peer.name}, model_id=peer.model_id(), uri=peer.name)
     uri = resolve_checkpoint(uri)
     ckpt, data = load_checkpoint_dict(uri, config)
+    settings: dict[str, Any] = {}
+    if sampler and isinstance(ckpt, dict) and isinstance(ckpt.get("model_name"), str):
+        settings = sampler_settings(ckpt["model_name"], sampler, strict_sampler)
+        ckpt = {**ckpt, "model_config": {**ckpt.get("model_config", {}), **settings}}
     try:
         model, metadata = model_from_checkpoint(ckpt)
         attach_pretrained(model, ckpt.get("pretrained"), require_record=True)
     except CheckpointError as exc:
         raise CheckpointError(f"checkpoint {uri}: {exc}") from exc
-    model_id = f"{model.name}-{hashlib.sha256(data).hexdigest()[:12]}"
+    model_id = f"{model.name}-{hashlib.sha256(data).hexdigest()[:12]}{sampler_suffix(settings)}"
     log.info("loaded %s from %s", model_id, uri)
     return LoadedModel(model=model, metadata=metadata, model_id=model_id, uri=uri)
 

@@ -198,7 +198,7 @@ def run_denoise(
         return {"run_id": run_id, "dry_run": True, "clips": manifest.num_rows, "bytes": total,
                 "keys": manifest.column(S.KEY).to_pylist(), "run_uri": paths.run_uri}
 
-    loaded = load_model(config.model.checkpoint_uri, config.storage)
+    loaded = load_model(config.model.checkpoint_uri, config.storage, config.model.sampler)
     model_rate = int(loaded.model.config.sample_rate)
     todo = run.start(manifest)
     use_gpu = False

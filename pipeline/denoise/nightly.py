@@ -142,7 +142,7 @@ def run_nightly(config: DenoiseConfig, nightly: NightlyConfig, dry_run: bool = F
         ledger.write(config.output_uri, config.storage)
 
     manifest = list_inputs(config.input_uri, config.extensions, config.storage)
-    loaded = load_model(config.model.checkpoint_uri, config.storage)
+    loaded = load_model(config.model.checkpoint_uri, config.storage, config.model.sampler)
     config_sha = output_config_sha256(config)
     reasons = plan(manifest, ledger, loaded.model_id, config_sha, nightly)
     todo = {k for r in TODO_REASONS for k in reasons[r]}

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pipeline.audio.codec import load_mono
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
+from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS, sampler_settings
 from pipeline.core.config import to_dict
 from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.progress import Progress, quiet_ray_data
@@ -330,16 +330,23 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     started = time.perf_counter()
     pairs = pair_table(config)
     neural = neural_models(config)
-    override = load_model(config.model.checkpoint_uri, config.storage) if config.model.checkpoint_uri else None
+    sampler = config.model.sampler
+    override = load_model(config.model.checkpoint_uri, config.storage, sampler, False) if config.model.checkpoint_uri else None
     if override is not None:
         family = override.model.name
         if family not in neural:
             raise ValueError(f"--checkpoint holds a {family} model, but models has no {family!r} entry to replace")
         neural[family] = config.model.checkpoint_uri
     model_ids = {}
+    # model.sampler applies to each model whose family takes the setting; one that no model takes is an error.
+    samplers: dict[str, dict] = {}
     for label, uri in neural.items():
-        loaded = override if override is not None and uri == config.model.checkpoint_uri else load_model(uri, config.storage)
+        loaded = override if override is not None and uri == config.model.checkpoint_uri else load_model(uri, config.storage, sampler, False)
         model_ids[label] = loaded.model_id
+        samplers[label] = {} if loaded.uri in PEER_MODELS else sampler_settings(loaded.model.name, sampler, strict=False)
+    unused = sorted(set(sampler) - {k for settings in samplers.values() for k in settings})
+    if unused:
+        raise ValueError(f"model.sampler: {', '.join(unused)} is a sampler setting of none of the models {list(neural)}")
         if loaded.model.config.sample_rate != config.sample_rate:
             raise ValueError(f"model {label} runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
     todo = run.start(pairs)
@@ -348,7 +355,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
             init_ray(config.ray_address)
             quiet_ray_data()
             progress = Progress("evaluate", todo.num_rows, config.progress_seconds)
-            for batch in build_dataset(config, todo, run_id, neural).iter_batches(batch_format="pyarrow", batch_size=None):
+            for batch in build_dataset(config, todo, run_id, neural, samplers).iter_batches(batch_format="pyarrow", batch_size=None):
                 rows.write(batch)
                 # One row per pair and model: a pair is done when its rows come back (they come together).
                 pairs_done = len(set(pair_keys(batch)))
@@ -371,8 +378,13 @@ def pair_keys(table: pa.Table) -> list[str]:
     return [f"{c or ''}\t{n or ''}" for c, n in zip(table.column(S.CLEAN_KEY).to_pylist(), table.column(S.NOISY_KEY).to_pylist())]
 
 
-def build_dataset(config: EvaluateConfig, pairs: pa.Table, run_id: str, neural: dict[str, str]):
-    """Load pairs → one actor stage per neural model → score every model's output (one row per pair and model)."""
+def build_dataset(
+    config: EvaluateConfig, pairs: pa.Table, run_id: str, neural: dict[str, str], samplers: dict[str, dict] | None = None
+):
+    """Load pairs → one actor stage per neural model → score every model's output (one row per pair and model).
+
+    ``samplers``: label → the ``model.sampler`` settings that model's family takes (default: none).
+    """
     import ray
 
     blocks = split_blocks(pairs, config.rows_per_block)
@@ -381,7 +393,7 @@ def build_dataset(config: EvaluateConfig, pairs: pa.Table, run_id: str, neural: 
     ds = ds.map_batches(PairLoadStage(config.sample_rate, config.storage), **cpu)
     for label, uri in neural.items():
         prefix, audio = model_columns(label)
-        stage = dataclasses.replace(config.model, checkpoint_uri=uri)
+        stage = dataclasses.replace(config.model, checkpoint_uri=uri, sampler=(samplers or {}).get(label, {}))
         ds = map_model(ds, config.actors, stage, config.storage, output_column=audio, blocks=len(blocks), prefix=prefix)
     if neural:
         ds = ds.repartition(target_num_rows_per_block=config.cpu_batch_size)

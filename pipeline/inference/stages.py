@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -224,6 +225,9 @@ class ModelStageConfig:
     checkpoint_uri: str | None = None
     torch_threads: int = 1
     enhance: EnhanceConfig = field(default_factory=EnhanceConfig)
+    # Inference-time values of the family's sampler settings (``ModelSpec.sampler_fields``: UDiffSE's
+    # num_e/num_em/nbatch…, FUSE's num_steps), e.g. ``--set model.sampler.num_e=30``; {}: the checkpoint's.
+    sampler: dict[str, Any] = field(default_factory=dict)
 
 
 class ModelStage:
@@ -250,7 +254,7 @@ class ModelStage:
 
         if config.torch_threads:
             torch.set_num_threads(config.torch_threads)
-        loaded = load_model(config.checkpoint_uri, storage_config)
+        loaded = load_model(config.checkpoint_uri, storage_config, config.sampler)
         self.model_id = loaded.model_id
         self.enhancer = make_enhancer(loaded.model, config.enhance)
         self.output_column = output_column
