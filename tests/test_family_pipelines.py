@@ -23,6 +23,7 @@ import pytest
 import soundfile as sf
 
 from model.registry import MODELS
+from pipeline.core import schema as S
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ TINY_CONFIGS: dict[str, dict] = {
 REQUIRED_STATS: dict[str, set[str]] = {
     "diffgmm": {"gmm_nll"},
     "fuse": {"fuse_noisy_recon_mse", "fuse_final_eps_rms"},
-    "udiffse": {"em_nll", "noise_dominant_hz", *(f"noise_band_db_{i}" for i in range(7))},
+    "udiffse": {S.EM_NLL, S.NOISE_DOMINANT_HZ, *(f"{S.NOISE_BAND_DB}_{i}" for i in range(7))},
 }
 # (relative key, seconds, sample rate); the last one is longer than stream_seconds below.
 CLIPS = (("street/a.wav", 1.2, 16000), ("hum/b.flac", 0.9, 44100), ("hum/long.wav", 2.6, 16000))
@@ -158,3 +159,35 @@ def test_every_family_denoises_a_bucket_with_a_streamed_long_file(family, store,
     # The long file went through the model actor's streaming path, the short ones did not.
     assert by_key[LONG_KEY]["streamed"] is True
     assert not any(r["streamed"] for k, r in by_key.items() if k != LONG_KEY)
+
+
+def _noise_profile(capsys, output_uri: str) -> dict[str, dict]:
+    from jobs.cli import main
+
+    capsys.readouterr()
+    assert main(["query", output_uri, "--noise-profile", "--format", "json"]) == 0
+    return {p["folder"]: p for p in json.loads(capsys.readouterr().out)}
+
+
+def test_noise_profile_shows_udiffse_fingerprint_and_diffgmm_occupancy(ray_local, family_runs, tmp_path_factory, capsys):
+
+    out, rows, _, _ = run_family("udiffse", "local", family_runs, tmp_path_factory)
+    profile = _noise_profile(capsys, out)
+    folders = {k.split("/")[0] for k, *_ in CLIPS}
+    assert set(profile) == folders
+    for folder, p in profile.items():
+        stats = [dict(r[S.MODEL_STATS]) for r in rows if r[S.INPUT_KEY].startswith(folder + "/")]
+        assert p["clips"] == p["fingerprint_clips"] == len(stats)
+        bands = [np.mean([s[f"{S.NOISE_BAND_DB}_{i}"] for s in stats]) for i in range(7)]
+        assert p["mean_noise_band_db"] == pytest.approx(bands, abs=0.006)
+        assert p["median_noise_dominant_hz"] == pytest.approx(np.median([s[S.NOISE_DOMINANT_HZ] for s in stats]), abs=0.06)
+        assert p["mean_em_nll"] == pytest.approx(np.mean([s[S.EM_NLL] for s in stats]), abs=1e-4)
+        # No mixture in a UDiffSE run: DiffGMM's columns are empty, not zero.
+        assert p["mean_occupancy"] is None and p["mean_gmm_nll"] is None
+
+    out, rows, _, _ = run_family("diffgmm", "local", family_runs, tmp_path_factory)
+    profile = _noise_profile(capsys, out)
+    assert set(profile) == folders
+    for p in profile.values():
+        assert sum(p["mean_occupancy"]) == pytest.approx(1.0, abs=1e-3) and math.isfinite(p["mean_gmm_nll"])
+        assert p["mean_noise_band_db"] is None and p["fingerprint_clips"] is None

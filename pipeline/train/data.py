@@ -47,7 +47,7 @@ def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
     clean_train, clean_valid = split_corpus(clean, d.clean_holdout_fraction, by_speaker=True)
     if d.mode == "clean":
         return {"clean": clean_train, "clean_valid": clean_valid}
-    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
+    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.noise_exclusions)]
     noise_train, noise_valid = split_corpus(noise, d.noise_holdout_fraction, by_speaker=False)
     if not noise_valid:
         noise_valid = noise_train[-1:]
