@@ -33,8 +33,16 @@ pytestmark = pytest.mark.slow
 TINY_CONFIGS: dict[str, dict] = {
     "diffgmm": dict(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2),
     "aigd": dict(n_fft=64, win_length=60, hop_length=16, channels=4, channel_mults=(1, 2), groups=2),
-    "fuse": dict(latent_channels=24, vae_channels=32, vae_blocks=1, denoiser_channels=32, denoiser_blocks=2,
-                 groups=4, guidance_channels=8, num_steps=2),
+    "fuse": dict(
+        latent_channels=24,
+        vae_channels=32,
+        vae_blocks=1,
+        denoiser_channels=32,
+        denoiser_blocks=2,
+        groups=4,
+        guidance_channels=8,
+        num_steps=2,
+    ),
     "udiffse": dict(channels=4, channel_mults=(1, 2), groups=2, time_features=8, num_e=2, num_em=2, chunk_seconds=1.0),
 }
 # Stat names each family must report per clip (on top of "whatever it reports is finite").
@@ -60,7 +68,9 @@ def write_checkpoint(family: str, path: str) -> None:
     from pipeline.core.pretrained import attach_pretrained
 
     if family not in TINY_CONFIGS:
-        pytest.fail(f"family {family!r} is registered but has no test-size config: add it to TINY_CONFIGS in {__file__}")
+        pytest.fail(
+            f"family {family!r} is registered but has no test-size config: add it to TINY_CONFIGS in {__file__}"
+        )
     torch.manual_seed(0)
     model = build_model(family, config_from_dict(family, TINY_CONFIGS[family]))
     attach_pretrained(model, None, require_record=False)  # a family with a frozen extractor records it
@@ -113,7 +123,9 @@ def run_family(family: str, store: str, family_runs, tmp_path_factory, s3=None):
         run = f"{out}/runs/{RUN_ID}"
         marker = json.loads(open(f"{run}/_COMMITTED.json").read())
         rows = pq.read_table([f"{run}/{f}" for f in marker["table_files"]]).to_pylist()
-        out_frames = {r["output_key"]: sf.info(f"{run}/audio/{r['output_key']}").frames for r in rows if r["output_key"]}
+        out_frames = {
+            r["output_key"]: sf.info(f"{run}/audio/{r['output_key']}").frames for r in rows if r["output_key"]
+        }
     else:
         import boto3
 
@@ -133,15 +145,20 @@ def run_family(family: str, store: str, family_runs, tmp_path_factory, s3=None):
 
         marker = json.loads(body(f"{run}/_COMMITTED.json"))
         rows = [r for f in marker["table_files"] for r in pq.read_table(io.BytesIO(body(f"{run}/{f}"))).to_pylist()]
-        out_frames = {r["output_key"]: sf.info(io.BytesIO(body(f"{run}/audio/{r['output_key']}"))).frames
-                      for r in rows if r["output_key"]}
+        out_frames = {
+            r["output_key"]: sf.info(io.BytesIO(body(f"{run}/audio/{r['output_key']}"))).frames
+            for r in rows
+            if r["output_key"]
+        }
     family_runs[(family, store)] = (out, rows, out_frames, frames)
     return family_runs[(family, store)]
 
 
 @pytest.mark.parametrize("store", ["local", "s3"])
 @pytest.mark.parametrize("family", list(MODELS))
-def test_every_family_denoises_a_bucket_with_a_streamed_long_file(family, store, ray_local, request, family_runs, tmp_path_factory):
+def test_every_family_denoises_a_bucket_with_a_streamed_long_file(
+    family, store, ray_local, request, family_runs, tmp_path_factory
+):
     s3 = request.getfixturevalue("s3_bucket") if store == "s3" else None
     _, rows, out_frames, frames = run_family(family, store, family_runs, tmp_path_factory, s3)
     by_key = {r["input_key"]: r for r in rows}
@@ -169,7 +186,9 @@ def _noise_profile(capsys, output_uri: str) -> dict[str, dict]:
     return {p["folder"]: p for p in json.loads(capsys.readouterr().out)}
 
 
-def test_noise_profile_shows_udiffse_fingerprint_and_diffgmm_occupancy(ray_local, family_runs, tmp_path_factory, capsys):
+def test_noise_profile_shows_udiffse_fingerprint_and_diffgmm_occupancy(
+    ray_local, family_runs, tmp_path_factory, capsys
+):
 
     out, rows, _, _ = run_family("udiffse", "local", family_runs, tmp_path_factory)
     profile = _noise_profile(capsys, out)
@@ -180,7 +199,9 @@ def test_noise_profile_shows_udiffse_fingerprint_and_diffgmm_occupancy(ray_local
         assert p["clips"] == p["fingerprint_clips"] == len(stats)
         bands = [np.mean([s[f"{S.NOISE_BAND_DB}_{i}"] for s in stats]) for i in range(7)]
         assert p["mean_noise_band_db"] == pytest.approx(bands, abs=0.006)
-        assert p["median_noise_dominant_hz"] == pytest.approx(np.median([s[S.NOISE_DOMINANT_HZ] for s in stats]), abs=0.06)
+        assert p["median_noise_dominant_hz"] == pytest.approx(
+            np.median([s[S.NOISE_DOMINANT_HZ] for s in stats]), abs=0.06
+        )
         assert p["mean_em_nll"] == pytest.approx(np.mean([s[S.EM_NLL] for s in stats]), abs=1e-4)
         # No mixture in a UDiffSE run: DiffGMM's columns are empty, not zero.
         assert p["mean_occupancy"] is None and p["mean_gmm_nll"] is None

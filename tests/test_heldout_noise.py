@@ -21,20 +21,26 @@ from pipeline.audio.mixing import holdout, speaker_of
 from pipeline.audio.noise_kinds import NOISE_KINDS, is_of_kinds
 from pipeline.core.config import load_yaml
 from pipeline.train.configs import TrainConfig
-from pipeline.train.data import corpus_keys
+from pipeline.train.data import corpus_keys, data_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "jobs/configs/train-aigd.yaml")
 KINDS = ("machinery", "underground")
 NOISES = {
     # of the named kinds
-    "exercise_bike.flac": True, "ambie_vacuum.flac": True, "moodist_things_washing_machine.flac": True,
-    "cdda_underground.flac": True, "moodist_places_subway_station.flac": True,
+    "exercise_bike.flac": True,
+    "ambie_vacuum.flac": True,
+    "moodist_things_washing_machine.flac": True,
+    "cdda_underground.flac": True,
+    "moodist_places_subway_station.flac": True,
     # machinery too, but every recipe leaves it out for its doubtful origin (exclude_prefixes)
     "air_conditioner.flac": False,
     # other kinds
-    "blanket_city.flac": False, "cdda_thunder_far.flac": False, "moodist_urban_traffic.flac": False,
-    "ibmmax_train.flac": False, "doing_the_dishes.flac": False,
+    "blanket_city.flac": False,
+    "cdda_thunder_far.flac": False,
+    "moodist_urban_traffic.flac": False,
+    "ibmmax_train.flac": False,
+    "doing_the_dishes.flac": False,
 }
 SPEAKERS = [f"{1000 + i}" for i in range(60)]
 
@@ -59,13 +65,19 @@ def corpora(tmp_path_factory) -> str:
 
 
 def _config(corpora: str, **sets) -> TrainConfig:
-    return load_yaml(TrainConfig, RECIPE, {"data.clean_uri": f"{corpora}/clean", "data.noise_uri": f"{corpora}/noise", **sets})
+    return load_yaml(
+        TrainConfig, RECIPE, {"data.clean_uri": f"{corpora}/clean", "data.noise_uri": f"{corpora}/noise", **sets}
+    )
 
 
 def test_the_set_mixes_only_the_named_kinds_with_held_out_speakers(corpora, tmp_path, capsys):
     out = str(tmp_path / "set")
-    assert _make_heldout().main([out, "--config", RECIPE, "--corpora", corpora, "--pairs", "12",
-                                 "--noise-kinds", ",".join(KINDS)]) == 0
+    assert (
+        _make_heldout().main(
+            [out, "--config", RECIPE, "--corpora", corpora, "--pairs", "12", "--noise-kinds", ",".join(KINDS)]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "data.exclude_noise_kinds=[machinery,underground]" in printed
     with open(f"{out}/pairs.csv", newline="") as f:
@@ -100,17 +112,29 @@ def test_a_recipe_with_exclude_noise_kinds_trains_on_none_of_them(corpora):
     assert named & set(before["noise"] + before["noise_valid"]), "the corpus has the kinds before excluding them"
     assert not named & set(after["noise"] + after["noise_valid"])
     assert set(after["noise"] + after["noise_valid"]) == {
-        k for k in before["noise"] + before["noise_valid"] if not is_of_kinds(k, KINDS)}
+        k for k in before["noise"] + before["noise_valid"] if not is_of_kinds(k, KINDS)
+    }
     assert after["clean"] == before["clean"] and after["clean_valid"] == before["clean_valid"]
+    # The checkpoint's data summary says which kinds the model never heard.
+    config = _config(corpora, **{"data.exclude_noise_kinds": list(KINDS)})
+    assert data_summary(config, after)["excluded_noise_kinds"] == list(KINDS)
+    assert "excluded_noise_kinds" not in data_summary(_config(corpora), before)
 
 
 def test_unknown_kinds_and_kinds_with_no_file_are_one_line_errors(corpora, tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown noise kind.*known: machinery"):
         _config(corpora, **{"data.exclude_noise_kinds": ["machines"]})
-    assert _make_heldout().main([str(tmp_path / "x"), "--config", RECIPE, "--corpora", corpora,
-                                 "--noise-kinds", "machinery,machines"]) == 2
+    assert (
+        _make_heldout().main(
+            [str(tmp_path / "x"), "--config", RECIPE, "--corpora", corpora, "--noise-kinds", "machinery,machines"]
+        )
+        == 2
+    )
     assert "unknown noise kind(s) machines" in capsys.readouterr().err
-    assert _make_heldout().main([str(tmp_path / "y"), "--config", RECIPE, "--corpora", corpora, "--noise-kinds", "crowd"]) == 2
+    assert (
+        _make_heldout().main([str(tmp_path / "y"), "--config", RECIPE, "--corpora", corpora, "--noise-kinds", "crowd"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no noise file of kind(s) crowd" in err and len(err.strip().splitlines()) == 1
 

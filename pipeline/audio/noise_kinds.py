@@ -13,8 +13,14 @@ from __future__ import annotations
 NOISE_KINDS: dict[str, tuple[str, ...]] = {
     # Motors, fans, appliances and engines: steady, tonal-plus-broadband hums.
     "machinery": (
-        "air_conditioner", "exercise_bike", "ambie_vacuum", "ibmmax_car_engine", "moodist_places_construction_site",
-        "moodist_places_laundry_room", "moodist_things_ceiling_fan", "moodist_things_dryer",
+        "air_conditioner",
+        "exercise_bike",
+        "ambie_vacuum",
+        "ibmmax_car_engine",
+        "moodist_places_construction_site",
+        "moodist_places_laundry_room",
+        "moodist_things_ceiling_fan",
+        "moodist_things_dryer",
         "moodist_things_washing_machine",
     ),
     # Underground railway: station ambience and the train in the tunnel.
@@ -23,13 +29,25 @@ NOISE_KINDS: dict[str, tuple[str, ...]] = {
     "rail": ("blanket_train", "ibmmax_train", "moodist_transport_train", "moodist_transport_inside_a_train"),
     "thunder": ("ambie_thunder", "cdda_thunder", "ibmmax_thunder"),
     "rain": (
-        "rain.flac", "blanket_rain", "blanket_storm", "cdda_drizzle", "cdda_heavyrain", "cdda_night_rain",
-        "cdda_weather_rainstorm", "ibmmax_rain", "moodist_rain_",
+        "rain.flac",
+        "blanket_rain",
+        "blanket_storm",
+        "cdda_drizzle",
+        "cdda_heavyrain",
+        "cdda_night_rain",
+        "cdda_weather_rainstorm",
+        "ibmmax_rain",
+        "moodist_rain_",
     ),
     # Many voices: babble that may be partly intelligible.
     "crowd": (
-        "zalozba_", "ibmmax_crowd_cheering", "ibmmax_applause", "moodist_places_cafe", "moodist_places_crowded_bar",
-        "moodist_places_office", "moodist_urban_crowd",
+        "zalozba_",
+        "ibmmax_crowd_cheering",
+        "ibmmax_applause",
+        "moodist_places_cafe",
+        "moodist_places_crowded_bar",
+        "moodist_places_office",
+        "moodist_urban_crowd",
     ),
 }
 
