@@ -39,6 +39,7 @@ def main() -> None:
     import yaml
 
     from pipeline.audio.codec import load_mono
+    from pipeline.audio.noise_kinds import kind_prefixes
     from pipeline.train.steps import list_audio, split_corpus
 
     recipe = yaml.safe_load(Path(args.recipe).read_text())
@@ -51,7 +52,8 @@ def main() -> None:
     for kind, uri_key, fraction_key, share in (("clean", "clean_uri", "clean_holdout_fraction", 1 - args.noise_share),
                                                 ("noise", "noise_uri", "noise_holdout_fraction", args.noise_share)):
         uri = str((ROOT / data[uri_key]).resolve()) if not data[uri_key].startswith("/") else data[uri_key]
-        keys = [k for k in list_audio(uri) if not Path(k).name.startswith(exclude)]
+        skip = (*exclude, *kind_prefixes(data.get("exclude_noise_kinds", ()))) if kind == "noise" else exclude
+        keys = [k for k in list_audio(uri) if not Path(k).name.startswith(skip)]
         train, _ = split_corpus(keys, float(data.get(fraction_key, 0.0)), by_speaker=kind == "clean")
         budget = share * args.max_mib * (1 << 20)
         parts, used, names = [], 0, []

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     named.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="per-clip metrics of two runs and B − A")
     named.add_argument("--model-stats", action="store_true",
                        help="each model's own per-clip stats (gmm_nll, image_ssim, …) of a run (--run-id, default the newest denoise run)")
-    named.add_argument("--noise-profile", action="store_true", help="mean mixture occupancy and removed noise per folder")
+    named.add_argument("--noise-profile", action="store_true", help="per folder: removed noise, DiffGMM's mean mixture occupancy, UDiffSE's NMF noise fingerprint (octave levels, dominant Hz, EM NLL)")
     p.add_argument("--metric", default="pesq_wb", help="with --worst (default pesq_wb; e.g. dnsmos_ovrl, removed_noise_db, gmm_nll)")
     p.add_argument("--run-id", help="with --worst/--errors/--model-stats: which run")
     p.add_argument("--depth", type=int, default=1, help="with --noise-profile: key segments that make a folder")

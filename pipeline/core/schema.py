@@ -55,6 +55,12 @@ OUTPUT_RMS_DBFS = "output_rms_dbfs"
 REMOVED_NOISE_DB = "removed_noise_db"
 GMM_NLL = "gmm_nll"
 GMM_OCCUPANCY = "gmm_occupancy"
+# UDiffSE's per-clip NMF noise fingerprint in model_stats (model/udiffse/model.py): the EM's final
+# noise NLL (nats), the noise model's level per octave band (noise_band_db_0…6, dB; bands
+# 0–125–250–500–1k–2k–4k–8k Hz) and its dominant template's centre frequency (Hz).
+EM_NLL = "em_nll"
+NOISE_BAND_DB = "noise_band_db"
+NOISE_DOMINANT_HZ = "noise_dominant_hz"
 # Every model family's own per-clip stats, by the model's stat name: one map
 # column, so a new family adds keys, not columns (DiffGMM: gmm_nll,
 # gmm_occupancy_0…K-1; AIGD: image_ssim). DuckDB: model_stats['image_ssim'].

@@ -114,28 +114,54 @@ def model_stats(run_id: str, source: str = "clips") -> str:
 
 
 def noise_profile(depth: int = 1) -> str:
-    """Per folder of the input keys (``latest``, first ``depth`` segments): clips, hours, mean removed
-    noise, mean ``gmm_nll`` and the mean mixture occupancy (π per component, a list).
+    """Per folder of the input keys (``latest``, first ``depth`` segments): what each family says about its noise.
 
-    Which mixture components dominate a folder tells which kinds of noise it
-    holds; components are the model's own and unnamed, so compare folders, not labels.
+    Every folder with ok clips: clips, hours, mean removed noise. Where clips carry
+    DiffGMM's mixture (``gmm_occupancy``): mean ``gmm_nll``, the mean occupancy (π per
+    component, a list) and the dominant component; components are the model's own and
+    unnamed, so compare folders, not labels. Where clips carry UDiffSE's NMF noise
+    fingerprint (``model_stats``): ``fingerprint_clips``, ``mean_noise_band_db`` (the
+    mean over clips of the noise level per octave band, 0–125–250–500–1k–2k–4k–8k Hz, a
+    list in dB re unit-variance white noise), ``median_noise_dominant_hz`` (the dominant
+    NMF template's centre frequency) and ``mean_em_nll`` (the EM's final noise NLL, nats).
+    A family's columns are null in folders where no clip has its stats.
     """
     depth = int(depth)
     folder = (
         f"CASE WHEN len(string_split({S.INPUT_KEY}, '/')) > {depth} "
         f"THEN array_to_string(string_split({S.INPUT_KEY}, '/')[1:{depth}], '/') ELSE '.' END"
     )
+    band = f"{S.NOISE_BAND_DB}_"
     return f"""WITH ok AS (
-    SELECT {folder} AS folder, * FROM latest WHERE {S.STATUS} = '{S.STATUS_OK}' AND {S.GMM_OCCUPANCY} IS NOT NULL
+    SELECT {folder} AS folder, * FROM latest WHERE {S.STATUS} = '{S.STATUS_OK}'
 ), per_component AS (
     SELECT folder, k, avg(w) AS occupancy FROM (
-        SELECT folder, unnest(range(1, len({S.GMM_OCCUPANCY}) + 1)) AS k, unnest({S.GMM_OCCUPANCY}) AS w FROM ok
+        SELECT folder, unnest(range(1, len({S.GMM_OCCUPANCY}) + 1)) AS k, unnest({S.GMM_OCCUPANCY}) AS w
+        FROM ok WHERE {S.GMM_OCCUPANCY} IS NOT NULL
     ) GROUP BY folder, k
 ), occupancy AS (
     SELECT folder, list(round(occupancy, 4) ORDER BY k) AS mean_occupancy,
            arg_max(k, occupancy) AS dominant_component FROM per_component GROUP BY folder
+), mixture AS (
+    SELECT folder, avg({S.GMM_NLL}) AS gmm_nll FROM ok WHERE {S.GMM_OCCUPANCY} IS NOT NULL GROUP BY folder
+), per_band AS (
+    SELECT folder, CAST(substr(entry.key, {len(band) + 1}) AS INTEGER) AS band, avg(entry.value) AS level FROM (
+        SELECT folder, unnest(map_entries({S.MODEL_STATS})) AS entry FROM ok
+    ) WHERE starts_with(entry.key, '{band}') AND isfinite(entry.value) GROUP BY folder, band
+), bands AS (
+    SELECT folder, list(round(level, 2) ORDER BY band) AS mean_noise_band_db FROM per_band GROUP BY folder
+), fingerprint AS (
+    SELECT folder, count(*) AS fingerprint_clips,
+           median({S.MODEL_STATS}['{S.NOISE_DOMINANT_HZ}']) FILTER (WHERE isfinite({S.MODEL_STATS}['{S.NOISE_DOMINANT_HZ}'])) AS dominant_hz,
+           avg({S.MODEL_STATS}['{S.EM_NLL}']) FILTER (WHERE isfinite({S.MODEL_STATS}['{S.EM_NLL}'])) AS em_nll
+    FROM ok WHERE map_contains({S.MODEL_STATS}, '{S.NOISE_DOMINANT_HZ}') GROUP BY folder
 )
 SELECT folder, count(*) AS clips, round(sum({S.DURATION_SECONDS}) / 3600, 4) AS audio_hours,
-       round(avg({S.REMOVED_NOISE_DB}), 2) AS mean_removed_noise_db, round(avg({S.GMM_NLL}), 3) AS mean_gmm_nll,
-       any_value(dominant_component) AS dominant_component, any_value(mean_occupancy) AS mean_occupancy
-FROM ok JOIN occupancy USING (folder) GROUP BY folder ORDER BY folder"""
+       round(avg({S.REMOVED_NOISE_DB}), 2) AS mean_removed_noise_db,
+       round(any_value(mixture.gmm_nll), 3) AS mean_gmm_nll,
+       any_value(dominant_component) AS dominant_component, any_value(mean_occupancy) AS mean_occupancy,
+       any_value(fingerprint_clips) AS fingerprint_clips, any_value(mean_noise_band_db) AS mean_noise_band_db,
+       round(any_value(dominant_hz), 1) AS median_noise_dominant_hz, round(any_value(fingerprint.em_nll), 4) AS mean_em_nll
+FROM ok LEFT JOIN mixture USING (folder) LEFT JOIN occupancy USING (folder)
+        LEFT JOIN bands USING (folder) LEFT JOIN fingerprint USING (folder)
+GROUP BY folder ORDER BY folder"""

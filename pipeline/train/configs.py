@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.audio.mixing import MixConfig
+from pipeline.audio.noise_kinds import kind_prefixes
 from pipeline.core import storage
 from pipeline.quality.selection import SelectionConfig
 
@@ -37,6 +38,9 @@ class DataConfig:
     noise_holdout_fraction: float = 0.15
     # File-name prefixes left out of both corpora (licences, see the recipe).
     exclude_prefixes: tuple[str, ...] = ()
+    # Kinds of noise (pipeline.audio.noise_kinds: machinery, underground, …) left out of the
+    # noise corpus, so the held-out-noise-type set (bench/make_heldout.py --noise-kinds) is unseen.
+    exclude_noise_kinds: tuple[str, ...] = ()
     valid_pairs: int = 16
     valid_segment_seconds: float = 4.0
     # Seeds the held-out mixtures apart from ``optim.seed``: a second stage that draws
@@ -47,6 +51,12 @@ class DataConfig:
         for name in ("clean_holdout_fraction", "noise_holdout_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        kind_prefixes(self.exclude_noise_kinds)  # an unknown kind is refused before anything runs
+
+    @property
+    def noise_exclusions(self) -> tuple[str, ...]:
+        """File-name prefixes left out of the noise corpus: ``exclude_prefixes`` and those of ``exclude_noise_kinds``."""
+        return (*self.exclude_prefixes, *kind_prefixes(self.exclude_noise_kinds))
 
 
 LR_SCHEDULES = ("constant", "cosine")

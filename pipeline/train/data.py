@@ -47,7 +47,7 @@ def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
     clean_train, clean_valid = split_corpus(clean, d.clean_holdout_fraction, by_speaker=True)
     if d.mode == "clean":
         return {"clean": clean_train, "clean_valid": clean_valid}
-    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
+    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.noise_exclusions)]
     noise_train, noise_valid = split_corpus(noise, d.noise_holdout_fraction, by_speaker=False)
     if not noise_valid:
         noise_valid = noise_train[-1:]
@@ -172,7 +172,9 @@ def data_summary(config: TrainConfig, keys: dict[str, list[str]]) -> dict:
     if d.mode == "paired":
         return {"data_mode": d.mode, "pairs_files": len(keys["train"]), "noise_files": f"paired: {d.paired_noisy_uri}"}
     noise = len(keys["noise"]) if d.mode == "mix" else "none"
-    return {"data_mode": d.mode, "clean_files": len(keys["clean"]), "noise_files": noise}
+    # A model compared on the held-out-noise-type set says which kinds it never heard.
+    unheard = {"excluded_noise_kinds": list(d.exclude_noise_kinds)} if d.mode == "mix" and d.exclude_noise_kinds else {}
+    return {"data_mode": d.mode, "clean_files": len(keys["clean"]), "noise_files": noise, **unheard}
 
 
 def validation_set(config: TrainConfig, keys: dict[str, list[str]]) -> list[tuple[np.ndarray, np.ndarray]]:

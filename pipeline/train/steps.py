@@ -11,6 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -57,16 +58,35 @@ def split_corpus(keys: list[str], fraction: float, by_speaker: bool) -> tuple[li
     return [k for k in keys if k not in held_set], held
 
 
+@dataclass(frozen=True)
+class ValidationMixture:
+    """One held-out pair, (segment,) float32 each, and where it came from: indices into the clean and noise lists, SNR in dB."""
+
+    noisy: np.ndarray
+    clean: np.ndarray
+    clean_index: int
+    noise_index: int
+    snr_db: float
+
+
+def validation_mixtures(
+    clean: list[np.ndarray], noise: list[np.ndarray], config: MixConfig, count: int, seed: int
+) -> list[ValidationMixture]:
+    """A fixed held-out set of mixtures, the same every epoch: clean file ``i % len(clean)`` with a drawn noise file."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        j = int(rng.integers(len(noise)))
+        noisy, target, snr = mix_example(clean[i % len(clean)], noise[j], config, rng)
+        out.append(ValidationMixture(noisy, target, i % len(clean), j, snr))
+    return out
+
+
 def validation_pairs(
     clean: list[np.ndarray], noise: list[np.ndarray], config: MixConfig, count: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A fixed held-out set of (noisy, clean) pairs, the same every epoch."""
-    rng = np.random.default_rng(seed)
-    pairs = []
-    for i in range(count):
-        noisy, target, _ = mix_example(clean[i % len(clean)], noise[rng.integers(len(noise))], config, rng)
-        pairs.append((noisy, target))
-    return pairs
+    """A fixed held-out set of (noisy, clean) pairs, the same every epoch (:func:`validation_mixtures` without the sources)."""
+    return [(m.noisy, m.clean) for m in validation_mixtures(clean, noise, config, count, seed)]
 
 
 def train_step(
