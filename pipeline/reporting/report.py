@@ -134,16 +134,25 @@ def distribution_axes(table: pa.Table):
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (label, out, inp) in zip(axes.flat, panels):
-        both = np.concatenate([out, inp]) if inp is not None and len(inp) else out
-        bins = np.histogram_bin_edges(both, bins=min(30, max(5, len(both) // 3)))
-        if inp is not None and len(inp):
-            ax.hist(inp, bins=bins, alpha=0.55, color="#9aa5b1", label=f"input (mean {inp.mean():.2f})")
-        ax.hist(out, bins=bins, alpha=0.75, color="#2f6fdf", label=f"output (mean {out.mean():.2f})")
+        has_input = inp is not None and len(inp) > 0
+        both = np.concatenate([out, inp]) if has_input else out
+        lo, hi = float(both.min()), float(both.max())
+        if hi - lo < 1e-3 * max(1.0, abs(lo)):  # (nearly) one value: a readable range around it, not 1e-6 wide bins
+            lo, hi = lo - 0.05 * max(1.0, abs(lo)), hi + 0.05 * max(1.0, abs(lo))
+        bins = np.histogram_bin_edges(both, bins=min(30, max(5, len(both) // 3)), range=(lo, hi))
+        counts, _, bars = ax.hist(out, bins=bins, alpha=0.8, color="#2f6fdf", label=f"output (mean {out.mean():.2f})")
+        handles, top = [bars[0]], counts.max()
+        if has_input:  # an outline, so the input stays visible where it shares a bin with the output
+            in_counts, _, outline = ax.hist(inp, bins=bins, histtype="step", lw=1.8, color="#3d4650",
+                                            label=f"input (mean {inp.mean():.2f})")
+            handles, top = [outline[0], bars[0]], max(top, in_counts.max())
+        ax.set_ylim(0, max(1.0, top) * 1.45)  # headroom above the bars for the legend
         ax.set_title(label, fontsize=10)
         ax.set_xlabel(label.split(" (")[0], fontsize=8)
         ax.set_ylabel("clips", fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8, frameon=False)
+        ax.ticklabel_format(axis="x", useOffset=False)
+        ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper center", ncol=2)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
     return fig
@@ -175,9 +184,9 @@ def spectrogram_axes(panels: list[tuple[str, np.ndarray, int]], title: str):
     for ax, (f, t, db), (name, _, _) in zip(axes, specs, panels):
         mesh = ax.pcolormesh(t, f / 1000, db, vmin=top - 80, vmax=top, shading="auto", cmap="magma")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("s", fontsize=8)
+        ax.set_xlabel("time (s)", fontsize=8)
         ax.tick_params(labelsize=8)
-    axes[0].set_ylabel("kHz", fontsize=8)
+    axes[0].set_ylabel("frequency (kHz)", fontsize=8)
     axes[0].set_ylim(0, max(float(s[0].max()) for s in specs) / 1000)
     fig.colorbar(mesh, ax=axes, fraction=0.025, pad=0.01, label="dB")
     if title:
@@ -317,7 +326,7 @@ def summary_section(run: Run, table: pa.Table) -> str:
     cost = summary.get("cost", {})
     items = [
         ("run", run.run_id),
-        ("committed", run.marker.get("committed_at", "–")),
+        ("committed", f"{run.committed_at:%Y-%m-%d %H:%M:%S UTC}" if run.committed_at else "–"),
         ("model", run.marker.get("model_id", "–")),
         ("input", run.marker.get("config", {}).get("input_uri", "–")),
         ("clips", f"{summary.get('clips', table.num_rows)} ({summary.get('ok', '–')} ok, {summary.get('errors', '–')} errors, "
