@@ -239,7 +239,11 @@ def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucke
     capsys.readouterr()
     assert main(["nightly", "--input", f"s3://{bucket}/in/", "--output", f"{out}/", "--model", tiny_checkpoint,
                  "--run-id", "night-1"]) == 0, capsys.readouterr().err
-    assert f"ledger: {len(expect)} inputs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"ledger: {len(expect)} inputs" in printed
+    # Issue 22: the nightly summary gives × real time, as denoise does, and durations people read.
+    assert re.search(r"^run night-1: \d+ clips \(\d+ ok, \d+ errors\), \d[\dhms.]* audio in \d[\dhms.]* = \d+\.\dx real time$",
+                     printed, re.M), printed
     rows = json.loads(_query(capsys, out, "SELECT status, count(*) AS n FROM latest GROUP BY status ORDER BY status",
                              "--format", "json"))
     assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
