@@ -23,11 +23,23 @@ def _table(rows: int = 7):
     for i in range(rows):
         row = S.empty_row(S.CLIP_SCHEMA)
         before = 1.2 + 0.3 * rng.random()
-        row.update({S.RUN_ID: "r", S.INPUT_KEY: f"c{i}.wav", S.STATUS: S.STATUS_OK, S.OUTPUT_KEY: f"c{i}.wav",
-                    S.PESQ_WB: before + 0.9, S.INPUT_PREFIX + S.PESQ_WB: before,
-                    S.STOI: 0.9, S.INPUT_PREFIX + S.STOI: 0.8 - 0.01 * i,
-                    S.SI_SDR_DB: 12.0 + i, S.INPUT_PREFIX + S.SI_SDR_DB: 5.0 + i,
-                    S.INPUT_RMS_DBFS: -20.0, S.OUTPUT_RMS_DBFS: -23.0 - 0.1 * i, S.REMOVED_NOISE_DB: -8.0 + 0.2 * i})
+        row.update(
+            {
+                S.RUN_ID: "r",
+                S.INPUT_KEY: f"c{i}.wav",
+                S.STATUS: S.STATUS_OK,
+                S.OUTPUT_KEY: f"c{i}.wav",
+                S.PESQ_WB: before + 0.9,
+                S.INPUT_PREFIX + S.PESQ_WB: before,
+                S.STOI: 0.9,
+                S.INPUT_PREFIX + S.STOI: 0.8 - 0.01 * i,
+                S.SI_SDR_DB: 12.0 + i,
+                S.INPUT_PREFIX + S.SI_SDR_DB: 5.0 + i,
+                S.INPUT_RMS_DBFS: -20.0,
+                S.OUTPUT_RMS_DBFS: -23.0 - 0.1 * i,
+                S.REMOVED_NOISE_DB: -8.0 + 0.2 * i,
+            }
+        )
         out.append(row)
     return S.to_table(out, S.CLIP_SCHEMA)
 
@@ -46,7 +58,10 @@ def test_reference_metrics_show_the_input_beside_the_output(panels):
         legend = [t.get_text() for t in panels[title].get_legend().get_texts()]
         assert [t.split(" ")[0] for t in legend] == ["input", "output"], (title, legend)
     # The legend's means are the table's: the input's PESQ is the output's less 0.9.
-    means = [float(re.search(r"mean (-?[\d.]+)", t.get_text())[1]) for t in panels["PESQ-WB (vs. reference)"].get_legend().get_texts()]
+    means = [
+        float(re.search(r"mean (-?[\d.]+)", t.get_text())[1])
+        for t in panels["PESQ-WB (vs. reference)"].get_legend().get_texts()
+    ]
     assert means[1] - means[0] == pytest.approx(0.9, abs=0.011)
 
 
@@ -64,8 +79,13 @@ def test_spectrograms_show_each_signal_at_its_own_rate():
     import matplotlib.pyplot as plt
 
     rng = np.random.default_rng(0)
-    fig = spectrogram_axes([("noisy input", rng.standard_normal(48000).astype(np.float32) * 0.1, 48000),
-                            ("denoised output", rng.standard_normal(16000).astype(np.float32) * 0.1, 16000)], "")
+    fig = spectrogram_axes(
+        [
+            ("noisy input", rng.standard_normal(48000).astype(np.float32) * 0.1, 48000),
+            ("denoised output", rng.standard_normal(16000).astype(np.float32) * 0.1, 16000),
+        ],
+        "",
+    )
     noisy_ax, out_ax = fig.axes[:2]
     assert noisy_ax.get_ylim()[1] == pytest.approx(24.0)
     # The input's mesh reaches its own Nyquist frequency, the output's stops at the model's 8 kHz.
@@ -74,16 +94,27 @@ def test_spectrograms_show_each_signal_at_its_own_rate():
     plt.close(fig)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (2.7, "2.7s"), (28.8, "29s"), (130, "2m10s"), (5400, "1h30m")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0, "0s"), (2.7, "2.7s"), (28.8, "29s"), (130, "2m10s"), (5400, "1h30m")]
+)
 def test_one_duration_formatter(seconds, text):
     assert format_duration(seconds) == text
 
 
 def test_summary_durations_read_at_a_glance():
     """A 29-second run is not "0.008 h"; an hour-and-a-half run is not "5400.0 s"."""
+
     def summary(hours, wall):
-        marker = {"summary": {"clips": 3, "ok": 3, "errors": 0, "audio_hours": hours, "wall_seconds": wall,
-                              "audio_seconds_per_second": hours * 3600 / wall}}
+        marker = {
+            "summary": {
+                "clips": 3,
+                "ok": 3,
+                "errors": 0,
+                "audio_hours": hours,
+                "wall_seconds": wall,
+                "audio_seconds_per_second": hours * 3600 / wall,
+            }
+        }
         return summary_section(Run("r", "denoise", marker, "/tmp/r"), _table(3))
 
     short = summary(0.008, 12.34)

@@ -41,7 +41,9 @@ def start() -> None:
     if _watcher is None or _watcher.poll() is not None:
         _watcher = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C to the driver's process group is the driver's, not the watcher's
         )
         log.debug("ray reaper %d watches driver %d", _watcher.pid, os.getpid())

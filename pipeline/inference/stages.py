@@ -356,7 +356,8 @@ class WriteConfig:
     """``output_format``: "same" keeps the input's container and sample format, else wav/flac/ogg.
 
     ``metrics``: reference metrics (computed when the job has a reference
-    prefix) and "dnsmos" (no reference needed: DNSMOS of input and output,
+    prefix, for the output and, in the ``input_*`` columns, for the noisy input:
+    the baseline the report draws beside the output) and "dnsmos" (no reference needed: DNSMOS of input and output,
     settings in ``dnsmos``). DNSMOS is off by default: on CPU it costs more
     than the model itself (docs/benchmarks.md).
     """
