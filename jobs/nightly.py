@@ -32,11 +32,9 @@ def run(args) -> int:
     elif result.get("nothing_new"):
         print("nothing new: no run was started")
     else:
-        s = result["summary"]
-        from pipeline.denoise.summary import throughput
+        from pipeline.denoise.summary import run_line
 
-        print(f"run {result['run_id']}: {s['clips']} clips ({s['ok']} ok, {s['errors']} errors), "
-              f"{s['audio_hours']:.3f} h audio in {s['wall_seconds']:.1f} s {throughput(s)}")
+        print(run_line({"run_id": result["run_id"], **result["summary"]}))
     if result["gave_up"]:
         print(f"not retried (failed {args.max_attempts} times, unchanged): {', '.join(result['gave_up'])}")
     if result["bad_content"]:

@@ -263,3 +263,12 @@ def test_a_ledger_written_before_error_kind_reads_with_the_kind_of_its_text(tmp_
     read = Ledger.read(str(tmp_path), StorageConfig())
     assert {k: r[S.ERROR_KIND] for k, r in read.rows.items()} == {"bad.wav": "corrupt", "flaky.wav": "storage"}
     assert list(read.rows["bad.wav"]) == S.LEDGER_SCHEMA.names
+
+
+def test_cluster_doc_says_content_failures_are_never_retried():
+    """Issue 22: docs/cluster.md must not promise a retry "up to --max-attempts" for a file whose bytes are bad."""
+    doc = " ".join(open("docs/cluster.md", encoding="utf-8").read().split())
+    what_runs = doc[doc.index("**What runs**"):doc.index("**Ledger**")]
+    assert "for a transient reason" in what_runs and "up to `--max-attempts` times" in what_runs
+    assert "whose *content* failed" in what_runs and "is never retried" in what_runs
+    assert "runs again once the file changes" in what_runs

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import re
 import subprocess
 
 import numpy as np
@@ -161,6 +162,27 @@ def test_dnsmos_columns_in_the_denoise_table(two_runs):
     assert rows["corrupt.wav"][S.DNSMOS_OVRL] is None
 
 
+def test_reference_metrics_of_the_input_beside_the_output(two_runs):
+    """Issue 22 (report): the noisy input is scored against the same reference, so its distribution can be drawn."""
+    import soundfile as sf
+
+    from pipeline.quality.metrics import score_all
+
+    out, _, tables = two_runs
+    root = out.rsplit("/", 1)[0] + "/corpus"
+    key = "speaker0/clip_0.wav"
+    row = {r[S.INPUT_KEY]: r for r in tables["night-1"]}[key]
+    noisy, rate = sf.read(f"{root}/noisy/{key}", dtype="float32")
+    clean, _ = sf.read(f"{root}/clean/{key}", dtype="float32")
+    expected = score_all(clean, noisy, rate, ("pesq_wb", "si_sdr_db", "stoi"))
+    for name, score in expected.items():
+        assert row[S.INPUT_PREFIX + name] == pytest.approx(score.value, abs=1e-3), name
+    # The output's scores are its own, not a copy of the input's (the tiny model changes little: SI-SDR shows it).
+    assert any(abs(row[name] - row[S.INPUT_PREFIX + name]) > 1e-4 for name in expected)
+    streamed = {r[S.INPUT_KEY]: r for r in tables["night-1"]}["speaker1/clip_1.wav"]
+    assert math.isnan(streamed[S.INPUT_PREFIX + S.PESQ_WB])
+
+
 def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_chromium(two_runs, tmp_path, chromium):
     import matplotlib.image
 
@@ -177,7 +199,10 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     assert "http://" not in text and "https://" not in text  # self-contained: nothing to fetch
     # Issue 22 report edges: players load their (inline) audio; a short run in minutes or seconds, not "0.000 h".
     assert text.count('preload="metadata"') == text.count("<audio") and 'preload="none"' not in text
-    assert " h</dd>" not in text and (" min</dd>" in text or " s</dd>" in text)
+    summary = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", text))
+    assert re.fullmatch(r"\d+(\.\d)?s", summary["audio"]) and re.fullmatch(r"\d+(\.\d)?s", summary["wall time"]), summary
+    # Spectrograms at the file's own rate: the 44.1 kHz input shows its band up to 22.05 kHz.
+    assert "stereo_24bit.flac (noisy input 0–22.05 kHz, denoised output 0–22.05 kHz)" in text
     assert "silent.wav ·" not in text  # digital silence is never shown as a worst or best clip
 
     shot = str(tmp_path / "report.png")
@@ -214,7 +239,11 @@ def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucke
     capsys.readouterr()
     assert main(["nightly", "--input", f"s3://{bucket}/in/", "--output", f"{out}/", "--model", tiny_checkpoint,
                  "--run-id", "night-1"]) == 0, capsys.readouterr().err
-    assert f"ledger: {len(expect)} inputs" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"ledger: {len(expect)} inputs" in printed
+    # Issue 22: the nightly summary gives × real time, as denoise does, and durations people read.
+    assert re.search(r"^run night-1: \d+ clips \(\d+ ok, \d+ errors\), \d[\dhms.]* audio in \d[\dhms.]* = \d+\.\dx real time$",
+                     printed, re.M), printed
     rows = json.loads(_query(capsys, out, "SELECT status, count(*) AS n FROM latest GROUP BY status ORDER BY status",
                              "--format", "json"))
     assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))

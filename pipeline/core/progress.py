@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def format_duration(seconds: float) -> str:
-    """``42s``, ``2m10s``, ``3h05m``: an ETA a person reads at a glance."""
+    """``2.7s``, ``42s``, ``2m10s``, ``3h05m``: a duration a person reads at a glance (an ETA, a run's wall
+    time, its hours of audio; never ``0.008 h``). Tenths only below 10 s, where they matter."""
+    if 0 < seconds < 9.95:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
     seconds = max(0, int(round(seconds)))
     if seconds < 60:
         return f"{seconds}s"

@@ -168,10 +168,22 @@ def _nan_to_none(value):
 
 
 def init_ray(address: str | None) -> None:
+    """Connect to the cluster at ``address``, or find or start a local one.
+
+    A local cluster this driver starts has no dashboard (nothing here reads it; it is nine
+    processes and a port less), and a watcher (:mod:`pipeline.core.ray_reaper`) ends the Ray
+    processes that would outlive a ``kill -9`` of this driver by a minute.
+    """
+    import psutil
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
+    if ray.is_initialized():
+        return
+    ray.init(address=address, log_to_driver=True, configure_logging=False, include_dashboard=False)
+    if any(child.name() == "raylet" for child in psutil.Process().children()):  # we started it, not joined it
+        from pipeline.core import ray_reaper
+
+        ray_reaper.start()
 
 
 def split_blocks(table: pa.Table, rows_per_block: int) -> list[pa.Table]:

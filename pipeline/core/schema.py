@@ -87,6 +87,10 @@ STATUS_OK = "ok"
 STATUS_ERROR = "error"
 
 QUALITY_COLUMNS = (PESQ_WB, PESQ_NB, SDR_DB, SI_SDR_DB, STOI)
+INPUT_PREFIX = "input_"
+# The same reference metrics of the noisy input (against the same reference): the baseline a
+# denoise run's scores are read against (the report draws both). Null in runs written before.
+INPUT_QUALITY_COLUMNS = tuple(f"{INPUT_PREFIX}{name}" for name in QUALITY_COLUMNS)
 
 CLIP_SCHEMA = pa.schema(
     [
@@ -112,6 +116,7 @@ CLIP_SCHEMA = pa.schema(
         pa.field(SDR_DB, pa.float64()),
         pa.field(SI_SDR_DB, pa.float64()),
         pa.field(STOI, pa.float64()),
+        *(pa.field(name, pa.float64()) for name in INPUT_QUALITY_COLUMNS),
         pa.field(METRICS_ERROR, pa.string()),
         pa.field(INPUT_RMS_DBFS, pa.float64()),
         pa.field(OUTPUT_RMS_DBFS, pa.float64()),

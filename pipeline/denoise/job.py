@@ -96,10 +96,12 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     ds = ray.data.from_arrow(blocks)
     cpu = {"batch_format": "pyarrow", "batch_size": config.cpu_batch_size, "num_cpus": config.cpus_per_cpu_task}
     ds = ds.map_batches(decode, **cpu)
-    # With DNSMOS the noisy input travels on beside the output (the write stage scores both).
-    output_column = ENHANCED_AUDIO if config.write.wants_dnsmos else AUDIO
+    # With DNSMOS or reference metrics the noisy input travels on beside the output: the write stage
+    # scores both, so a report shows where the input stood (input_* columns).
+    reference_metrics = bool(config.reference_uri and config.write.reference_metrics)
+    output_column = ENHANCED_AUDIO if config.write.wants_dnsmos or reference_metrics else AUDIO
     ds = map_model(ds, config.actors, config.model, config.storage, output_column, long_files=long_files, blocks=len(blocks))
-    if (config.reference_uri and config.write.reference_metrics) or config.write.wants_dnsmos:
+    if reference_metrics or config.write.wants_dnsmos:
         # The actor emits one block per batch of clips; split it again so that
         # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
         # Without metrics, writing is cheap and more tasks would only add overhead.

@@ -360,7 +360,8 @@ class WriteConfig:
     """``output_format``: "same" keeps the input's container and sample format, else wav/flac/ogg.
 
     ``metrics``: reference metrics (computed when the job has a reference
-    prefix) and "dnsmos" (no reference needed: DNSMOS of input and output,
+    prefix, for the output and, in the ``input_*`` columns, for the noisy input:
+    the baseline the report draws beside the output) and "dnsmos" (no reference needed: DNSMOS of input and output,
     settings in ``dnsmos``). DNSMOS is off by default: on CPU it costs more
     than the model itself (docs/benchmarks.md).
     """
@@ -415,18 +416,29 @@ class WriteStage:
         self.run_id, self.audio_uri, self.reference_uri = run_id, audio_uri, reference_uri
         self.model_rate, self.config, self.storage = model_rate, config, storage_config
 
-    def _metrics(self, key: str, enhanced: np.ndarray) -> tuple[dict, str | None]:
-        """Scores of the (downmixed) model-rate output against the reference at the same key."""
+    def _metrics(self, key: str, enhanced: np.ndarray, noisy: np.ndarray | None) -> tuple[dict, str | None]:
+        """Scores of the (downmixed) model-rate output against the reference at the same key, and the same
+        scores of the noisy input (``input_*`` columns) when it is given.
+
+        ``enhanced``, ``noisy``: (channels, samples) float32 at the model's rate.
+        """
         names = self.config.reference_metrics
         if self.reference_uri is None or not names:
             return {}, None
+        inputs = [S.INPUT_PREFIX + n for n in names] if noisy is not None else []
         try:
             ref = decode(storage.read_bytes(storage.join(self.reference_uri, key), self.storage))
         except Exception as exc:  # a missing or bad reference costs the metrics, not the clip
-            return {n: math.nan for n in names}, f"reference: {error_text(exc)}"
+            return {n: math.nan for n in [*names, *inputs]}, f"reference: {error_text(exc)}"
         reference = resample(to_channels(ref.samples, "downmix")[0], ref.sample_rate, self.model_rate)
-        scores = score_all(reference, enhanced.mean(axis=0), self.model_rate, self.config.reference_metrics)
-        return {n: s.value for n, s in scores.items()}, join_errors(scores)
+        scores = score_all(reference, enhanced.mean(axis=0), self.model_rate, names)
+        values = {n: s.value for n, s in scores.items()}
+        errors = join_errors(scores)
+        if noisy is not None:
+            before = score_all(reference, noisy.mean(axis=0), self.model_rate, names)
+            values.update({S.INPUT_PREFIX + n: s.value for n, s in before.items()})
+            errors = "; ".join(filter(None, [errors, join_errors({S.INPUT_PREFIX + n: s for n, s in before.items()})])) or None
+        return values, errors
 
     def write_row(self, row: dict) -> dict:
         start = time.perf_counter()
@@ -443,7 +455,7 @@ class WriteStage:
                 **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY, S.MODEL_STATS, S.STREAMED)},
             }
         )
-        for name in S.QUALITY_COLUMNS:
+        for name in (*S.QUALITY_COLUMNS, *S.INPUT_QUALITY_COLUMNS):
             out[name] = math.nan
         if row[S.STATUS] == S.STATUS_OK and row.get(S.STREAMED):
             # The model actor already wrote it; metrics would need the whole hour in memory.
@@ -462,10 +474,10 @@ class WriteStage:
                 data = encode(back, row[S.SAMPLE_RATE], fmt, subtype)
                 storage.write_bytes(storage.join(self.audio_uri, key), data, self.storage)
                 out[S.OUTPUT_KEY] = key
-                scores, metrics_error = self._metrics(row[S.KEY], enhanced)
+                noisy = unpack_audio(row[AUDIO], row[AUDIO_CHANNELS]) if with_input else None
+                scores, metrics_error = self._metrics(row[S.KEY], enhanced, noisy)
                 out.update(scores)
-                if self.config.wants_dnsmos and with_input:
-                    noisy = unpack_audio(row[AUDIO], row[AUDIO_CHANNELS])
+                if self.config.wants_dnsmos and noisy is not None:
                     try:
                         out.update(dnsmos_columns(noisy.mean(axis=0), [enhanced.mean(axis=0)], self.model_rate, self.config.dnsmos)[0])
                     except Exception as exc:  # DNSMOS failing costs its columns, not the clip

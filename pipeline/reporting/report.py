@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from pipeline.core import schema as S
 from pipeline.core import storage
+from pipeline.core.progress import format_duration
 from pipeline.core.results import Results, Run
 from pipeline.reporting.queries import METRIC_DIRECTION
 
@@ -29,11 +30,12 @@ log = logging.getLogger(__name__)
 # Metrics ranked for "worst and best", in order of preference: the first that
 # the run has values for is used (reference metrics need a clean reference).
 RANKING_METRICS = (S.PESQ_WB, S.DNSMOS_OVRL, S.SI_SDR_DB, S.REMOVED_NOISE_DB)
-# Distributions drawn: (output column, input column or None, label).
+# Distributions drawn: (output column, input column or None, label). The input's reference
+# metrics are the noisy file scored against the same reference: where the output started from.
 DISTRIBUTIONS = (
-    (S.PESQ_WB, None, "PESQ-WB (vs. reference)"),
-    (S.SI_SDR_DB, None, "SI-SDR dB (vs. reference)"),
-    (S.STOI, None, "STOI (vs. reference)"),
+    (S.PESQ_WB, S.INPUT_PREFIX + S.PESQ_WB, "PESQ-WB (vs. reference)"),
+    (S.SI_SDR_DB, S.INPUT_PREFIX + S.SI_SDR_DB, "SI-SDR dB (vs. reference)"),
+    (S.STOI, S.INPUT_PREFIX + S.STOI, "STOI (vs. reference)"),
     (S.DNSMOS_OVRL, f"input_{S.DNSMOS_OVRL}", "DNSMOS OVRL (no reference)"),
     (S.DNSMOS_SIG, f"input_{S.DNSMOS_SIG}", "DNSMOS SIG (no reference)"),
     (S.DNSMOS_BAK, f"input_{S.DNSMOS_BAK}", "DNSMOS BAK (no reference)"),
@@ -103,7 +105,14 @@ def model_stat_values(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def distribution_figure(table: pa.Table) -> str | None:
-    """Histograms of every metric the run has values for, input and output overlaid where both exist."""
+    """Histograms of every metric the run has values for, input and output overlaid where both exist (a PNG data URI)."""
+    fig = distribution_axes(table)
+    return _png(fig) if fig is not None else None
+
+
+def distribution_axes(table: pa.Table):
+    """The matplotlib figure of :func:`distribution_figure` (None when no metric has values): one panel per
+    metric, clips counted on an integer y axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,30 +128,45 @@ def distribution_figure(table: pa.Table) -> str | None:
         panels.append((f"{name} (model stat)", values, None))
     if not panels:
         return None
-    cols = 3
+    cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (label, out, inp) in zip(axes.flat, panels):
-        both = np.concatenate([out, inp]) if inp is not None and len(inp) else out
-        bins = np.histogram_bin_edges(both, bins=min(30, max(5, len(both) // 3)))
-        if inp is not None and len(inp):
-            ax.hist(inp, bins=bins, alpha=0.55, color="#9aa5b1", label=f"input (mean {inp.mean():.2f})")
-        ax.hist(out, bins=bins, alpha=0.75, color="#2f6fdf", label=f"output (mean {out.mean():.2f})")
+        has_input = inp is not None and len(inp) > 0
+        both = np.concatenate([out, inp]) if has_input else out
+        lo, hi = float(both.min()), float(both.max())
+        if hi - lo < 1e-3 * max(1.0, abs(lo)):  # (nearly) one value: a readable range around it, not 1e-6 wide bins
+            lo, hi = lo - 0.05 * max(1.0, abs(lo)), hi + 0.05 * max(1.0, abs(lo))
+        bins = np.histogram_bin_edges(both, bins=min(30, max(5, len(both) // 3)), range=(lo, hi))
+        counts, _, bars = ax.hist(out, bins=bins, alpha=0.8, color="#2f6fdf", label=f"output (mean {out.mean():.2f})")
+        handles, top = [bars[0]], counts.max()
+        if has_input:  # an outline, so the input stays visible where it shares a bin with the output
+            in_counts, _, outline = ax.hist(inp, bins=bins, histtype="step", lw=1.8, color="#3d4650",
+                                            label=f"input (mean {inp.mean():.2f})")
+            handles, top = [outline[0], bars[0]], max(top, in_counts.max())
+        ax.set_ylim(0, max(1.0, top) * 1.45)  # headroom above the bars for the legend
         ax.set_title(label, fontsize=10)
+        ax.set_xlabel(label.split(" (")[0], fontsize=8)
         ax.set_ylabel("clips", fontsize=8)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8, frameon=False)
+        ax.ticklabel_format(axis="x", useOffset=False)
+        ax.legend(handles=handles, fontsize=8, frameon=False, loc="upper center", ncol=2)
         ax.tick_params(labelsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def spectrogram_figure(panels: list[tuple[str, np.ndarray, int]], title: str) -> str:
+    """:func:`spectrogram_axes` as a PNG data URI."""
+    return _png(spectrogram_axes(panels, title))
+
+
+def spectrogram_axes(panels: list[tuple[str, np.ndarray, int]], title: str):
     """Log spectrograms of (name, mono float32 signal, rate in Hz) panels side by side on one colour scale
     (like the DiffGMM paper's figures). Each at its own rate: a 44.1/48 kHz input shows its full band
-    beside a 16 kHz output, whose empty top half is what the model's rate cuts."""
+    beside a 16 kHz output, whose empty top half is what the model's rate cuts. Returns the figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,13 +184,14 @@ def spectrogram_figure(panels: list[tuple[str, np.ndarray, int]], title: str) ->
     for ax, (f, t, db), (name, _, _) in zip(axes, specs, panels):
         mesh = ax.pcolormesh(t, f / 1000, db, vmin=top - 80, vmax=top, shading="auto", cmap="magma")
         ax.set_title(name, fontsize=10)
-        ax.set_xlabel("s", fontsize=8)
+        ax.set_xlabel("time (s)", fontsize=8)
         ax.tick_params(labelsize=8)
-    axes[0].set_ylabel("kHz", fontsize=8)
+    axes[0].set_ylabel("frequency (kHz)", fontsize=8)
     axes[0].set_ylim(0, max(float(s[0].max()) for s in specs) / 1000)
     fig.colorbar(mesh, ax=axes, fraction=0.025, pad=0.01, label="dB")
-    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
-    return _png(fig)
+    if title:
+        fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    return fig
 
 
 def comparison_figure(rows: list[dict], metrics: list[str], run_a: str, run_b: str) -> str | None:
@@ -236,7 +261,9 @@ def clip_section(run: Run, row: dict, metric: str, config: ReportConfig, storage
     run_config = run.marker.get("config", {})
     title = f"{row[S.INPUT_KEY]} · {metric} {_fmt(row[metric])}"
     named = [(name, row.get(name)) for name in (S.PESQ_WB, S.SI_SDR_DB, S.STOI, S.DNSMOS_OVRL, S.REMOVED_NOISE_DB, S.GMM_NLL)]
-    facts = " · ".join(f"{name} {_fmt(value, 2)}" for name, value in named + own_model_stats(row.get(S.MODEL_STATS)) if _ok(value))
+    facts = " · ".join(f"{name} {_fmt(value, 2)}" + (f" (input {_fmt(row[S.INPUT_PREFIX + name], 2)})"
+                                                     if _ok(row.get(S.INPUT_PREFIX + name)) else "")
+                       for name, value in named + own_model_stats(row.get(S.MODEL_STATS)) if _ok(value))
     input_uri = storage.join(run_config["input_uri"], row[S.INPUT_KEY])
     try:
         changed = input_changed(row, input_uri, storage_config)
@@ -253,14 +280,15 @@ def clip_section(run: Run, row: dict, metric: str, config: ReportConfig, storage
     panels.append(("denoised output" + (f" ({out_rate / 1000:g} kHz)" if out_rate != SPECTROGRAM_RATE else ""),
                    enhanced[: round(seconds * out_rate)], out_rate))
     figure = spectrogram_figure(panels, "")
-    excerpt = f"first {min(config.excerpt_seconds, seconds):.1f} s"
+    excerpt = f"first {format_duration(min(config.excerpt_seconds, seconds))}"
+    bands = ", ".join(f"{name.split(' (')[0]} 0–{r / 2000:g} kHz" for name, _, r in panels)
     players = "" if noisy is None else _player("noisy", resample(noisy, rate, SPECTROGRAM_RATE)[:size])
     players += _player("denoised", enhanced16[:size])
     note = (f'<p class="note changed">{html.escape(changed)}: the input as it is now is not shown beside this run\'s output.</p>'
             if changed else "")
     return (
         f'<div class="clip"><h4>{html.escape(title)}</h4><p class="facts">{facts} · {excerpt}</p>{note}'
-        f'<img alt="spectrograms of {html.escape(row[S.INPUT_KEY])}" src="{figure}">'
+        f'<img alt="spectrograms of {html.escape(row[S.INPUT_KEY])} ({bands})" src="{figure}">'
         f'<div class="players">{players}</div></div>'
     )
 
@@ -298,13 +326,13 @@ def summary_section(run: Run, table: pa.Table) -> str:
     cost = summary.get("cost", {})
     items = [
         ("run", run.run_id),
-        ("committed", run.marker.get("committed_at", "–")),
+        ("committed", f"{run.committed_at:%Y-%m-%d %H:%M:%S UTC}" if run.committed_at else "–"),
         ("model", run.marker.get("model_id", "–")),
         ("input", run.marker.get("config", {}).get("input_uri", "–")),
         ("clips", f"{summary.get('clips', table.num_rows)} ({summary.get('ok', '–')} ok, {summary.get('errors', '–')} errors, "
                   f"{summary.get('streamed', 0)} streamed)"),
-        ("audio", audio_duration(summary.get("audio_hours") or 0.0)),
-        ("wall time", f"{summary.get('wall_seconds', math.nan):.1f} s"),
+        ("audio", format_duration((summary.get("audio_hours") or 0.0) * 3600)),
+        ("wall time", format_duration(summary["wall_seconds"]) if "wall_seconds" in summary else "–"),
         ("throughput", f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"
                        + (f" on the {summary.get('processed_clips')} clips processed in the last attempt "
                           f"({summary['resumed_rows']} resumed from an earlier one)" if summary.get("resumed_rows") else "")),
@@ -313,15 +341,6 @@ def summary_section(run: Run, table: pa.Table) -> str:
                  if cost else "not recorded for this run"),
     ]
     return '<dl class="summary">' + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items) + "</dl>"
-
-
-def audio_duration(hours: float) -> str:
-    """Hours of audio for people: ``2.41 h``, or minutes/seconds for short runs (not ``0.008 h``)."""
-    if hours >= 1:
-        return f"{hours:.2f} h"
-    if hours * 60 >= 1:
-        return f"{hours * 60:.1f} min"
-    return f"{hours * 3600:.1f} s"
 
 
 def errors_section(table: pa.Table) -> str:
