@@ -144,7 +144,8 @@ def main() -> None:
     from pipeline.denoise.job import DenoiseConfig, run_denoise
     from pipeline.inference.actors import ActorConfig
     from pipeline.inference.enhance import EnhanceConfig
-    from pipeline.inference.stages import ModelStageConfig, WriteConfig
+    from pipeline.inference.model_stage import ModelStageConfig
+    from pipeline.inference.write_stage import WriteConfig
 
     enhance = EnhanceConfig(window=WindowConfig(args.window_seconds, min(0.25, args.window_seconds / 5)))
 

@@ -149,7 +149,7 @@ def main() -> None:
     from pipeline.core import schema as S
     from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
     from pipeline.inference.longform import StreamConfig
-    from pipeline.inference.stages import ModelStageConfig
+    from pipeline.inference.model_stage import ModelStageConfig
 
     stream_seconds = 2.0
     with tempfile.TemporaryDirectory() as tmp:

@@ -226,7 +226,7 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
     from pipeline.core import schema as S
     from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
     from pipeline.evaluate.job import EvaluateConfig, run_evaluate
-    from pipeline.inference.stages import ModelStageConfig
+    from pipeline.inference.model_stage import ModelStageConfig
 
     root = str(tmp_path)
     os.makedirs(f"{root}/noisy"), os.makedirs(f"{root}/clean")

@@ -14,7 +14,7 @@ from pipeline.audio.codec import decode
 from pipeline.core import schema as S
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.inference.longform import StreamConfig
-from pipeline.inference.stages import ModelStageConfig
+from pipeline.inference.model_stage import ModelStageConfig
 
 STREAM_SECONDS = 2.0
 

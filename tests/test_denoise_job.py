@@ -13,7 +13,7 @@ from conftest import make_corpus
 
 from pipeline.core import schema as S
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
-from pipeline.inference.stages import ModelStageConfig
+from pipeline.inference.model_stage import ModelStageConfig
 
 pytestmark = pytest.mark.slow
 
@@ -180,7 +180,7 @@ def test_s3_job_through_s3fs_and_pyarrow(ray_local, s3_bucket, tmp_path, tiny_ch
 
 
 def test_output_keys_never_leave_the_prefix():
-    from pipeline.inference.stages import output_key_for
+    from pipeline.inference.rows import output_key_for
 
     assert output_key_for("a/b/c.wav", "same") == "a/b/c.wav"
     assert output_key_for("a/b/c.wav", "flac") == "a/b/c.flac"

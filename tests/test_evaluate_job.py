@@ -11,7 +11,7 @@ import soundfile as sf
 from pipeline.audio.demo_data import generate_pair
 from pipeline.core import schema as S
 from pipeline.evaluate.job import EvaluateConfig, run_evaluate
-from pipeline.inference.stages import ModelStageConfig
+from pipeline.inference.model_stage import ModelStageConfig
 
 pytestmark = pytest.mark.slow
 

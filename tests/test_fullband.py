@@ -92,8 +92,9 @@ def test_the_denoise_job_keeps_the_full_band_whole_and_streamed(ray_local, tmp_p
     import soundfile as sf
 
     from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
+    from pipeline.inference.decode_stage import DecodeConfig
     from pipeline.inference.longform import StreamConfig
-    from pipeline.inference.stages import DecodeConfig, ModelStageConfig
+    from pipeline.inference.model_stage import ModelStageConfig
 
     clean, noisy = speech_48k()
     (tmp_path / "in").mkdir()

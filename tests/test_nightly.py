@@ -19,7 +19,7 @@ from pipeline.core import schema as S
 from pipeline.core.ledger import LEDGER_KEY, Ledger
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.denoise.nightly import NightlyConfig, nightly_run_id, run_nightly
-from pipeline.inference.stages import ModelStageConfig
+from pipeline.inference.model_stage import ModelStageConfig
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ import ray
 ray.init(num_cpus=2, include_dashboard=False)
 from pipeline.denoise.job import DenoiseConfig, run_denoise
 from pipeline.inference.actors import ActorConfig
-from pipeline.inference.stages import ModelStageConfig
+from pipeline.inference.model_stage import ModelStageConfig
 run_denoise(DenoiseConfig(input_uri={inp!r}, output_uri={out!r}, run_id="r1", flush_rows=2, flush_seconds=0.5,
                           rows_per_block=1, cpu_batch_size=1, actors=ActorConfig(max_actors=1, clips_per_batch=1), model=ModelStageConfig(checkpoint_uri={ckpt!r})))
 """

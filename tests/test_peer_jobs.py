@@ -15,8 +15,8 @@ from pipeline.core import schema as S
 from pipeline.core.checkpoints import PEER_MODELS, load_model
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.inference.longform import StreamConfig
+from pipeline.inference.model_stage import ModelStageConfig
 from pipeline.inference.peer import PeerEnhancer, make_enhancer
-from pipeline.inference.stages import ModelStageConfig
 from pipeline.quality.peers import deepfilternet3_48k
 
 pytestmark = pytest.mark.slow

@@ -48,7 +48,7 @@ def test_a_real_denoise_logs_done_over_total(ray_local, tiny_checkpoint, tmp_pat
     from pipeline.audio.demo_data import generate_pair
     from pipeline.denoise.job import DenoiseConfig, run_denoise
     from pipeline.inference.actors import ActorConfig
-    from pipeline.inference.stages import ModelStageConfig
+    from pipeline.inference.model_stage import ModelStageConfig
 
     (tmp_path / "in").mkdir()
     for i in range(6):

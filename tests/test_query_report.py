@@ -20,7 +20,8 @@ from pipeline.core.results import Results
 from pipeline.core.runs import RunPaths
 from pipeline.denoise.job import DenoiseConfig, run_denoise
 from pipeline.inference.longform import StreamConfig
-from pipeline.inference.stages import ModelStageConfig, WriteConfig
+from pipeline.inference.model_stage import ModelStageConfig
+from pipeline.inference.write_stage import WriteConfig
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import pytest
 
 from jobs.cli import main
 from pipeline.core.redact import redact
-from pipeline.inference.stages import error_text
+from pipeline.inference.rows import error_text
 
 SECRET = "S3cr3tPl4nted-7f1c"
 
@@ -66,7 +66,7 @@ def test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log(r
     from pipeline.core.runs import read_parquet
     from pipeline.core.storage import StorageConfig
     from pipeline.denoise.job import DenoiseConfig, run_denoise
-    from pipeline.inference.stages import ModelStageConfig
+    from pipeline.inference.model_stage import ModelStageConfig
 
     endpoint, bucket = s3_bucket
     secret = f"Planted{uuid.uuid4().hex}"

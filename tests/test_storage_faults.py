@@ -25,7 +25,7 @@ from pipeline.core.ledger import Ledger
 from pipeline.core.runs import read_parquet, write_parquet
 from pipeline.denoise.job import DenoiseConfig, RunPaths, run_denoise
 from pipeline.denoise.nightly import NightlyConfig, run_nightly
-from pipeline.inference.stages import ModelStageConfig
+from pipeline.inference.model_stage import ModelStageConfig
 
 # Short waits so a test that exhausts its retries stays quick; the defaults are longer.
 FAST = dict(retry_backoff_seconds=0.05, connect_timeout_seconds=5.0, read_timeout_seconds=5.0)

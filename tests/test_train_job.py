@@ -45,7 +45,7 @@ def _corpus(root, rng):
 def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
     from pipeline.core.checkpoints import export_checkpoint, load_model
     from pipeline.denoise.job import DenoiseConfig, run_denoise
-    from pipeline.inference.stages import ModelStageConfig
+    from pipeline.inference.model_stage import ModelStageConfig
 
     root = str(tmp_path)
     _corpus(root, rng)

@@ -32,16 +32,11 @@ from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.progress import Progress, quiet_ray_data
 from pipeline.core.runs import RunPaths, default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
+from pipeline.inference.decode_stage import DecodeConfig, DecodeStage
 from pipeline.inference.longform import LongFileWriter, StreamConfig
-from pipeline.inference.stages import (
-    AUDIO,
-    ENHANCED_AUDIO,
-    DecodeConfig,
-    DecodeStage,
-    ModelStageConfig,
-    WriteConfig,
-    WriteStage,
-)
+from pipeline.inference.model_stage import ModelStageConfig
+from pipeline.inference.rows import AUDIO, ENHANCED_AUDIO
+from pipeline.inference.write_stage import WriteConfig, WriteStage
 
 log = logging.getLogger(__name__)
 

@@ -31,15 +31,8 @@ from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.progress import Progress, quiet_ray_data
 from pipeline.core.runs import default_run_id, init_ray, split_blocks
 from pipeline.inference.actors import ActorConfig, map_model
-from pipeline.inference.stages import (
-    AUDIO,
-    AUDIO_CHANNELS,
-    ENHANCED_AUDIO,
-    ModelStageConfig,
-    error_text,
-    pack_audio,
-    unpack_audio,
-)
+from pipeline.inference.model_stage import ModelStageConfig
+from pipeline.inference.rows import AUDIO, AUDIO_CHANNELS, ENHANCED_AUDIO, error_text, pack_audio, unpack_audio
 from pipeline.quality.baselines import BASELINES
 from pipeline.quality.dnsmos import DNSMOSConfig, dnsmos_columns
 from pipeline.quality.metrics import DNSMOS, METRIC_NAMES, check_metric_names, join_errors, score_all

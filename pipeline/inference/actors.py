@@ -1,7 +1,7 @@
 """The model stage's actors: how many, CPU or GPU, and how the stage is wired into a Ray Data pipeline.
 
 Shared by every job that runs a model over audio (denoise, evaluate). The stage
-itself (:class:`pipeline.inference.stages.ModelStage`) is a plain callable class;
+itself (:class:`pipeline.inference.model_stage.ModelStage`) is a plain callable class;
 its resources are set here, where it is wired in.
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from pipeline.core import storage
 from pipeline.inference.longform import LongFileWriter
-from pipeline.inference.stages import AUDIO, ModelStage, ModelStageConfig
+from pipeline.inference.model_stage import ModelStage, ModelStageConfig
+from pipeline.inference.rows import AUDIO
 
 log = logging.getLogger(__name__)
 
