@@ -65,7 +65,10 @@ def measure(args) -> list[dict]:
     rate = 16000
     generator = torch.Generator().manual_seed(0)
     window = 0.1 * torch.randn(1, int(args.window_seconds * rate), generator=generator)
-    audio = 0.1 * torch.randn(int(args.seconds / args.window_seconds), int(args.window_seconds * rate), generator=generator)
+    # A clip shorter than a window runs as one window of its own length, as the product's short-clip
+    # buckets do (pipeline.inference.enhance); a longer one as whole windows.
+    clip_window = min(args.window_seconds, args.seconds)
+    audio = 0.1 * torch.randn(max(1, round(args.seconds / clip_window)), int(clip_window * rate), generator=generator)
     rows = []
     for steps in STEPS:
         model = _model(args.model, steps)
