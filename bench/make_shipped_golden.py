@@ -9,6 +9,7 @@ float32) with the whole output's sum and sum of squares (``<model>/<path>/moment
 per-clip stats are float64 arrays named ``<model>/<path>/stat/<name>``.
 
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_golden.py
+    PYTHONPATH=$PWD OMP_NUM_THREADS=1 .venv/bin/python bench/make_shipped_golden.py --only udiffse   # a newly shipped family
 """
 
 from __future__ import annotations
@@ -63,9 +64,19 @@ def shipped_outputs(names: list[str] | None = None) -> dict[str, np.ndarray]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", metavar="FAMILY",
+                    help="record only these shipped families and keep the file's other entries (a newly shipped family)")
+    args = ap.parse_args(argv)
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(GOLDEN, **shipped_outputs())
+    kept = {}
+    if args.only and GOLDEN.exists():
+        with np.load(GOLDEN) as old:
+            kept = {k: old[k] for k in old.files if k.split("/", 1)[0] not in args.only}
+    np.savez_compressed(GOLDEN, **kept, **shipped_outputs(args.only))
     print(f"wrote {GOLDEN} ({GOLDEN.stat().st_size} bytes)")
     return 0
 

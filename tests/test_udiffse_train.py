@@ -46,3 +46,31 @@ def test_clean_mode_refuses_noise_and_pair_families():
         TrainConfig(model_name="udiffse", data=DataConfig(**{"mode": "mix", "clean_uri": "c", "noise_uri": "n"}))
     with pytest.raises(ValueError, match="pairs"):
         TrainConfig(model_name="diffgmm", data=DataConfig(**{"mode": "clean", "clean_uri": "c"}))
+
+
+def test_the_shipped_udiffse_checkpoint_came_from_its_recipe():
+    """pipeline/assets/udiffse-default.pt: `diffgmm train --config jobs/configs/train-udiffse.yaml --executor local
+    --set optim.epochs=8` (plus this machine's paths and a run name), from the recipe file as it is now (its hash)."""
+    import hashlib
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.core.checkpoints import load_model
+    from pipeline.core.config import load_yaml
+    from pipeline.train.configs import TrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = load_model("udiffse")
+    meta = shipped.metadata
+    assert meta["recipe"] == "jobs/configs/train-udiffse.yaml"
+    assert hashlib.sha256((root / meta["recipe"]).read_bytes()).hexdigest() == meta["recipe_sha256"]
+    machine = ("storage_path", "name", "data.clean_uri")
+    overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+    # The one change: 2 000 steps, so that the cosine schedule ended inside one working session.
+    assert overrides == {"optim.epochs": 8}
+    recipe = load_yaml(TrainConfig, str(root / meta["recipe"]), overrides)
+    assert meta["step"] == recipe.optim.epochs * recipe.optim.steps_per_epoch
+    assert shipped.model.name == "udiffse" and shipped.model.config == recipe.model
+    assert meta["data_mode"] == "clean" and meta["noise_files"] == "none"
+    assert meta["train_cpu_seconds"] > 0 and Path(shipped.uri).stat().st_size < 20e6
