@@ -97,12 +97,48 @@ def _write_pairs(root: Path, n: int, rng) -> None:
 def _tiny_training(recipe: str, corpus: Path, pairs: Path) -> list[str]:
     model = TINY_AIGD if "aigd" in recipe else SMALL_STFT_CONFIG
     sets = [f"model.{k}={v}" for k, v in model.items()] + [
-        f"data.clean_uri={corpus}/clean", f"data.noise_uri={corpus}/noise", "data.valid_pairs=1",
-        f"data.valid_clean_uri={corpus}/clean", f"data.valid_noisy_uri={corpus}/noisy",
-        f"data.valid_clean_uri={pairs}/clean", f"data.valid_noisy_uri={pairs}/noisy",
-        "data.valid_segment_seconds=1.0", "mix.segment_seconds=0.5", "optim.batch_size=2",
-        "optim.steps_per_epoch=2", "optim.epochs=1", "optim.warmup_steps=1"]
+        f"data.clean_uri={corpus}/clean",
+        f"data.noise_uri={corpus}/noise",
+        "data.valid_pairs=1",
+        f"data.valid_clean_uri={corpus}/clean",
+        f"data.valid_noisy_uri={corpus}/noisy",
+        f"data.valid_clean_uri={pairs}/clean",
+        f"data.valid_noisy_uri={pairs}/noisy",
+        "data.valid_segment_seconds=1.0",
+        "mix.segment_seconds=0.5",
+        "optim.batch_size=2",
+        "optim.steps_per_epoch=2",
+        "optim.epochs=1",
+        "optim.warmup_steps=1",
+    ]
     return [a for s in sets for a in ("--set", s)] + (["--device", "cpu"] if "--executor local" in recipe else [])
+
+
+def with_every_model(command: str) -> list[str]:
+    """The README line, plus, for ``enhance`` (which takes ``--model``), the line once per shipped model.
+
+    The names come from the registry (``SHIPPED_CHECKPOINTS``), so a newly shipped family is run here too;
+    each run writes to its own ``--output-dir`` so the files checked are that model's.
+    """
+    from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
+
+    if command.split()[1] != "enhance":
+        return [command]
+    argv = shlex.split(command)
+    out_dir = argv[argv.index("--output-dir") + 1]
+    return [command] + [
+        shlex.join(
+            [
+                *argv[: argv.index("--output-dir")],
+                "--output-dir",
+                f"{out_dir.rstrip('/')}-{name}/",
+                *argv[argv.index("--output-dir") + 2 :],
+                "--model",
+                name,
+            ]
+        )
+        for name in SHIPPED_CHECKPOINTS
+    ]
 
 
 def substitute(command: str, ctx: dict) -> list[str]:
@@ -125,7 +161,9 @@ def substitute(command: str, ctx: dict) -> list[str]:
 def _run(argv: list[str], ctx: dict) -> str:
     """Run in the test's working folder (the README's relative paths land there); exit code 0 or fail."""
     proc = subprocess.run(argv, cwd=ctx["cwd"], env=ctx["env"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"exit {proc.returncode}: {shlex.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}: {shlex.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc.stdout
 
 
@@ -165,14 +203,24 @@ def check(argv: list[str], out: str, ctx: dict) -> None:
         table = _clips(_outputs(out), ctx)
         assert sorted(table.column("status").to_pylist()) == ["error", "ok", "ok"]
         rows = {r["input_key"].rsplit("/", 1)[-1]: r for r in table.to_pylist()}
-        assert rows["corrupt.wav"]["error_kind"] in AUDIO_ERROR_KINDS and rows["corrupt.wav"]["error"], rows["corrupt.wav"]
+        assert rows["corrupt.wav"]["error_kind"] in AUDIO_ERROR_KINDS and rows["corrupt.wav"]["error"], rows[
+            "corrupt.wav"
+        ]
         assert all(rows[f"clip_{i}.wav"]["output_key"] for i in (0, 1)), rows
     elif sub == "enhance":
+        from pipeline.core.checkpoints import DEFAULT_MODEL
+
         target = _local(ctx, argv[argv.index("--output-dir") + 1])
         assert sorted(p.name for p in target.iterdir()) == ["clip_0.wav", "clip_1.wav"]
-        assert len(sf.read(target / "clip_0.wav")[0]) == 16000
+        for name in ("clip_0.wav", "clip_1.wav"):
+            enhanced, rate = sf.read(target / name)
+            noisy, _ = sf.read(ctx["corpus"] / "noisy" / name)
+            assert rate == 16000 and enhanced.shape == noisy.shape and np.isfinite(enhanced).all()
+            assert np.abs(enhanced - noisy).max() > 1e-3, f"{target / name} is its input: nothing was enhanced"
         assert re.search(r"^ok .* -> \S+clip_0\.wav .*s  \w+=-?\d+\.\d{3}", out, re.M), out
-        assert "2 enhanced, 0 failed" in out
+        model = argv[argv.index("--model") + 1] if "--model" in argv else DEFAULT_MODEL
+        assert re.search(rf"^2 enhanced, 0 failed, model {model}-[0-9a-f]{{12}}$", out, re.M), out
+        ctx.setdefault("enhanced_with", []).append(model)
     elif sub == "evaluate":
         models = argv[argv.index("--models") + 1].split(",")
         assert out.startswith("2 clips") and all(re.search(rf"^  {m}\s+errors=0", out, re.M) for m in models), out
@@ -181,7 +229,8 @@ def check(argv: list[str], out: str, ctx: dict) -> None:
         assert _clips(run_uri, ctx).num_rows == 2 * len(models)
     elif sub == "train":
         run_uri = re.search(r"^checkpoints: (\S+) ", out, re.M).group(1)
-        assert _local(ctx, run_uri).joinpath("best.pt").stat().st_size > 0, run_uri
+        # Both executors leave best.pt and last.pt in the run folder the line printed (what the export line reads).
+        assert all(_local(ctx, run_uri).joinpath(f).stat().st_size > 0 for f in ("best.pt", "last.pt")), run_uri
         assert "step" in json.loads(out[: out.index("\ncheckpoints:")])
     elif sub == "export":
         assert out.startswith("exported ") and _local(ctx, argv[3]).stat().st_size > 0
@@ -219,11 +268,29 @@ def test_every_readme_command_runs(s3_bucket, tmp_path, rng):
     env.update(PYTHONPATH=str(ROOT), AWS_ENDPOINT_URL_S3=endpoint, OMP_NUM_THREADS="1")
     ctx = {"cwd": str(tmp_path), "corpus": corpus, "pairs": pairs, "env": env, "endpoint": endpoint}
     # Last night's run, which the README's --compare and --against name.
-    _run([str(CLI), "denoise", "--input", "s3://bucket/noisy/", "--output", "s3://bucket/denoised/",
-          "--reference", "s3://bucket/clean/", "--run-id", "2026-11-21"], ctx)
+    _run(
+        [
+            str(CLI),
+            "denoise",
+            "--input",
+            "s3://bucket/noisy/",
+            "--output",
+            "s3://bucket/denoised/",
+            "--reference",
+            "s3://bucket/clean/",
+            "--run-id",
+            "2026-11-21",
+        ],
+        ctx,
+    )
     ran = []
-    for command in readme_commands(README.read_text()):
+    for command in (
+        line for readme_line in readme_commands(README.read_text()) for line in with_every_model(readme_line)
+    ):
         argv = substitute(command, ctx)
         check(argv, _run(argv, ctx), ctx)
         ran.append(argv[1])
     assert {"denoise", "nightly", "enhance", "evaluate", "train", "export", "query", "report"} <= set(ran)
+    from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
+
+    assert set(ctx["enhanced_with"]) == set(SHIPPED_CHECKPOINTS), ctx["enhanced_with"]

@@ -14,7 +14,15 @@ import logging
 from pipeline.core import storage
 from pipeline.train.configs import TrainConfig
 from pipeline.train.data import CLEAN, NOISY, build_train_dataset, example_stage, validation_set
-from pipeline.train.loop import build_model, make_optimizer, prepare_run, read_train_state, restore_progress, steps_done, train_loop
+from pipeline.train.loop import (
+    build_model,
+    make_optimizer,
+    prepare_run,
+    read_train_state,
+    restore_progress,
+    steps_done,
+    train_loop,
+)
 
 log = logging.getLogger(__name__)
 
