@@ -41,6 +41,10 @@ def _corpus(root, rng):
         sf.write(f"{root}/noise/n{i}.wav", 0.1 * noise_like(3.0, 16000, rng), 16000)
 
 
+def _ray_checkpoints(run_dir: str) -> list[str]:
+    return [p for p in os.listdir(run_dir) if p.startswith("checkpoint_") and os.path.isdir(os.path.join(run_dir, p))]
+
+
 @pytest.mark.slow
 def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monkeypatch):
     """A relative ``storage_path``, as the shipped recipes have (``runs/train``): the run folder is the one
@@ -71,8 +75,10 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monke
     last = torch.load(f"{root}/train/tiny/last.pt", weights_only=True)
     assert last["metadata"]["trainer_state"]["step"] == 4
     assert os.path.exists(f"{root}/train/tiny/best.pt") and os.path.exists(f"{root}/train/tiny/config.yaml")
-    # No Ray checkpoint copies of last.pt (checkpoint_<time>/): the run folder is the local executor's.
-    assert not [p for p in os.listdir(f"{root}/train/tiny") if p.startswith("checkpoint_")], os.listdir(f"{root}/train/tiny")
+    # No Ray checkpoint copies of the model: Ray's one checkpoint_<time>/ holds the metrics it reports, nothing else.
+    ray_checkpoints = _ray_checkpoints(f"{root}/train/tiny")
+    assert len(ray_checkpoints) == 1, os.listdir(f"{root}/train/tiny")
+    assert os.listdir(f"{root}/train/tiny/{ray_checkpoints[0]}") == ["metrics.json"]
 
     # A rerun with the same name and more epochs continues from step 4.
     longer = TrainConfig(**{**config.__dict__, "optim": OptimConfig(learning_rate=3e-3, batch_size=4, steps_per_epoch=4, epochs=2)})
@@ -81,6 +87,7 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monke
     assert second["metrics"]["step"] == 8
     resumed = torch.load(f"{root}/train/tiny/last.pt", weights_only=True)["metadata"]
     assert resumed["trainer_state"]["step"] == 8 and [h["step"] for h in resumed["history"]] == [4, 8]
+    assert len(_ray_checkpoints(f"{root}/train/tiny")) == 1  # CheckpointConfig(num_to_keep=1)
 
     export_checkpoint(f"{root}/train/tiny/best.pt", f"{root}/model.pt")
     loaded = load_model(f"{root}/model.pt")

@@ -3,13 +3,16 @@
 Both only build the model, feed the loop batches and report; the schedule, validation
 and checkpoints are the loop's. Both take every data mode (mix, paired, clean), and both
 leave the same run folder, ``<storage_path>/<name>/`` with ``config.yaml``, ``last.pt`` and
-``best.pt`` (Ray Train adds its own bookkeeping files there, and no checkpoint copies): a
-rerun with the same name resumes from that ``last.pt`` whichever executor wrote it.
+``best.pt``: a rerun with the same name resumes from that ``last.pt`` whichever executor wrote
+it. Ray Train adds its bookkeeping there, and one ``checkpoint_<time>/metrics.json`` (no model).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 
 from pipeline.core import storage
 from pipeline.train.configs import TrainConfig
@@ -33,8 +36,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
     ``loop_config["config"]`` has absolute local paths (:meth:`TrainConfig.with_absolute_local_paths`):
     this process runs in a directory of Ray's own. Every (re)start, a retry after a worker
     failure included, resumes from the run folder's ``last.pt``, the one the chief writes at each
-    epoch's end, as the local executor does; Ray gets metrics only, so the run folder holds no
-    ``checkpoint_<time>/`` copies of it.
+    epoch's end, as the local executor does. Ray gets no copy of the model: rank 0 reports its
+    metrics with a checkpoint of one ``metrics.json``, because Ray Train 2.60 keeps reported
+    metrics (``Result.metrics``) only when a checkpoint comes with them.
     """
     import ray.train
     import ray.train.torch
@@ -50,12 +54,21 @@ def train_loop_per_worker(loop_config: dict) -> None:
     progress = restore_progress(optimizer, state)
     autocast = torch.bfloat16 if (config.scaling.use_gpu and config.scaling.mixed_precision) else None
 
+    def report(metrics: dict) -> None:
+        if rank != 0:
+            ray.train.report(metrics)  # every worker reports as often (a barrier); rank 0's metrics are kept
+            return
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "metrics.json"), "w") as f:
+                json.dump(metrics, f)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
     shard = ray.train.get_dataset_shard("train")
     batches = ((b[NOISY], b[CLEAN]) for b in shard.iter_torch_batches(
         batch_size=config.optim.batch_size, dtypes=torch.float32, device=device, drop_last=True))
     train_loop(model, optimizer, progress, batches, config, device=device, valid=loop_config["valid"],
                run_info=loop_config["run_info"], chief=rank == 0, workers=config.scaling.num_workers,
-               autocast_dtype=autocast, report=ray.train.report)
+               autocast_dtype=autocast, report=report)
 
 
 def run_train_local(config: TrainConfig, run_info: dict | None = None, device: str = "auto") -> dict:
@@ -93,7 +106,7 @@ def run_train_local(config: TrainConfig, run_info: dict | None = None, device: s
 
 def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
     """Launch the TorchTrainer; returns the final metrics and where the checkpoints are (``run_uri`` as given)."""
-    from ray.train import FailureConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train import ScalingConfig as RayScaling
     from ray.train.torch import TorchTrainer
 
@@ -120,6 +133,7 @@ def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
             storage_path=path,
             storage_filesystem=fs,
             failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),  # the last metrics.json; the model is in last.pt
         ),
         datasets={"train": build_train_dataset(config, keys, done_steps * global_batch)},
     )
