@@ -133,6 +133,12 @@ CASES = [
     ('docs/cluster.md on retries',
      'transient failures retried up to `--max-attempts`; a file whose content failed never, until it changes',
      'tests/test_nightly.py::test_cluster_doc_says_content_failures_are_never_retried'),
+    ("`ray job submit -- diffgmm train --name my-run` with the recipe's relative `storage_path: runs/train`",
+     "`best.pt`, `last.pt`, `config.yaml` in `runs/train/my-run/` under the driver's directory, as `--executor local` leaves them (not in Ray Train's worker directory); a rerun resumes from that `last.pt`; no model copies in Ray's `checkpoint_<time>/`",
+     'tests/test_train_job.py::test_two_worker_training_resumes_and_exports'),
+    ("every `diffgmm` line of the README's bash blocks (local paths and moto S3 with only `AWS_ENDPOINT_URL_S3`), `enhance` with every shipped model",
+     'each exits 0 and writes what it says (rows, error kinds, audio files, checkpoints, HTML); a line neither run nor listed with its reason fails',
+     'tests/test_readme.py'),
 ]
 
 

@@ -106,7 +106,7 @@ def _epochs(tmp_path, rule: str, amounts=(0.0, 1.0), progress=None):
         with torch.no_grad():
             core.amount.fill_(amount)
         progress.step += 1
-        vals.append(end_of_epoch(core, optimizer, progress, valid, config, "cpu", {})[0])
+        vals.append(end_of_epoch(core, optimizer, progress, valid, config, "cpu", {}))
     best = torch.load(tmp_path / "sel" / "best.pt", weights_only=True)["metadata"]
     last = torch.load(tmp_path / "sel" / "last.pt", weights_only=True)
     return vals, best, last, progress

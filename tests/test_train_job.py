@@ -41,17 +41,25 @@ def _corpus(root, rng):
         sf.write(f"{root}/noise/n{i}.wav", 0.1 * noise_like(3.0, 16000, rng), 16000)
 
 
+def _ray_checkpoints(run_dir: str) -> list[str]:
+    return [p for p in os.listdir(run_dir) if p.startswith("checkpoint_") and os.path.isdir(os.path.join(run_dir, p))]
+
+
 @pytest.mark.slow
-def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
+def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monkeypatch):
+    """A relative ``storage_path``, as the shipped recipes have (``runs/train``): the run folder is the one
+    under the driver's directory, with the local executor's layout, although Ray Train runs its workers
+    in a directory of its own."""
     from pipeline.core.checkpoints import export_checkpoint, load_model
     from pipeline.denoise.job import DenoiseConfig, run_denoise
     from pipeline.inference.model_stage import ModelStageConfig
 
     root = str(tmp_path)
     _corpus(root, rng)
+    monkeypatch.chdir(tmp_path)
     config = TrainConfig(
         name="tiny",
-        storage_path=f"{root}/train",
+        storage_path="train",
         model=DiffGMMConfig(**TINY_CONFIG),
         mix=MixConfig(segment_seconds=0.5),
         data=DataConfig(mode="mix", clean_uri=f"{root}/clean", noise_uri=f"{root}/noise", clean_holdout_fraction=0.3, noise_holdout_fraction=0.3, valid_pairs=2, valid_segment_seconds=1.0),
@@ -59,6 +67,7 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
         scaling=ScalingConfig(num_workers=2, cpus_per_worker=0.5, cpus_per_data_actor=0.25),
     )
     first = run_train(config)
+    assert first["run_uri"] == "train/tiny"  # as given: what `diffgmm train` prints and the README exports from
     assert first["resumed_from_step"] == 0
     assert first["metrics"]["step"] == 4
     assert np.isfinite(first["metrics"]["val_pesq_wb"]) and np.isfinite(first["metrics"]["val_si_sdr_db"])
@@ -66,12 +75,19 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng):
     last = torch.load(f"{root}/train/tiny/last.pt", weights_only=True)
     assert last["metadata"]["trainer_state"]["step"] == 4
     assert os.path.exists(f"{root}/train/tiny/best.pt") and os.path.exists(f"{root}/train/tiny/config.yaml")
+    # No Ray checkpoint copies of the model: Ray's one checkpoint_<time>/ holds the metrics it reports, nothing else.
+    ray_checkpoints = _ray_checkpoints(f"{root}/train/tiny")
+    assert len(ray_checkpoints) == 1, os.listdir(f"{root}/train/tiny")
+    assert os.listdir(f"{root}/train/tiny/{ray_checkpoints[0]}") == ["metrics.json"]
 
     # A rerun with the same name and more epochs continues from step 4.
     longer = TrainConfig(**{**config.__dict__, "optim": OptimConfig(learning_rate=3e-3, batch_size=4, steps_per_epoch=4, epochs=2)})
     second = run_train(longer)
     assert second["resumed_from_step"] == 4
     assert second["metrics"]["step"] == 8
+    resumed = torch.load(f"{root}/train/tiny/last.pt", weights_only=True)["metadata"]
+    assert resumed["trainer_state"]["step"] == 8 and [h["step"] for h in resumed["history"]] == [4, 8]
+    assert len(_ray_checkpoints(f"{root}/train/tiny")) == 1  # CheckpointConfig(num_to_keep=1)
 
     export_checkpoint(f"{root}/train/tiny/best.pt", f"{root}/model.pt")
     loaded = load_model(f"{root}/model.pt")

@@ -136,12 +136,24 @@ def safe_relative_key(key: str) -> str:
     return norm
 
 
+def absolute_local(uri: str) -> str:
+    """A local path (or ``file://`` URI) made absolute against the current directory; other URIs unchanged.
+
+    For work handed to other processes: a Ray Train worker runs in a directory of
+    Ray's own, where a relative path names somewhere else. A trailing '/' is kept.
+    """
+    if protocol_of(uri) != "file":
+        return uri
+    scheme = "file://" if uri.startswith("file://") else ""
+    path = os.path.abspath(uri[len(scheme) :])
+    return scheme + path + ("/" if uri.endswith("/") and not path.endswith("/") else "")
+
+
 def _canonical(uri: str) -> str:
     """``protocol://path/`` with local paths made absolute, for prefix comparisons."""
-    protocol = protocol_of(uri)
-    if protocol == "file":
-        path = uri[len("file://") :] if uri.startswith("file://") else uri
-        return "file://" + os.path.abspath(path).rstrip("/") + "/"
+    if protocol_of(uri) == "file":
+        path = absolute_local(uri).removeprefix("file://")
+        return "file://" + path.rstrip("/") + "/"
     return uri.rstrip("/") + "/"
 
 

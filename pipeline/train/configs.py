@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pipeline.audio.mixing import MixConfig
@@ -161,3 +161,18 @@ class TrainConfig:
     @property
     def run_uri(self) -> str:
         return storage.join(self.storage_path, storage.safe_relative_key(self.name))
+
+    def with_absolute_local_paths(self) -> TrainConfig:
+        """This config with every relative local path (``storage_path``, ``init_checkpoint_uri``, ``data.*_uri``)
+        resolved against the current directory, the one relative paths are documented to mean
+        (docs/cluster.md); URIs with a scheme (``s3://…``) are kept as they are.
+
+        For the Ray executor: its workers run in a directory of Ray's own, where
+        ``runs/train`` would put ``best.pt`` somewhere nobody looks.
+        """
+
+        def resolved(uri: str | None) -> str | None:
+            return None if uri is None else storage.absolute_local(uri)
+
+        data = replace(self.data, **{f.name: resolved(getattr(self.data, f.name)) for f in fields(self.data) if f.name.endswith("_uri")})
+        return replace(self, storage_path=resolved(self.storage_path), init_checkpoint_uri=resolved(self.init_checkpoint_uri), data=data)

@@ -1,11 +1,15 @@
 """The two executors of :func:`pipeline.train.loop.train_loop`: Ray Train, and one local process.
 
 Both only build the model, feed the loop batches and report; the schedule, validation
-and checkpoints are the loop's. Both take every data mode (mix, paired, clean).
+and checkpoints are the loop's. Both take every data mode (mix, paired, clean), and both
+leave the same run folder, ``<storage_path>/<name>/`` with ``config.yaml``, ``last.pt`` and
+``best.pt``: a rerun with the same name resumes from that ``last.pt`` whichever executor wrote
+it. Ray Train adds its bookkeeping there, and one ``checkpoint_<time>/metrics.json`` (no model).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -13,13 +17,29 @@ import tempfile
 from pipeline.core import storage
 from pipeline.train.configs import TrainConfig
 from pipeline.train.data import CLEAN, NOISY, build_train_dataset, example_stage, validation_set
-from pipeline.train.loop import build_model, make_optimizer, prepare_run, restore_progress, steps_done, train_loop
+from pipeline.train.loop import (
+    build_model,
+    make_optimizer,
+    prepare_run,
+    read_train_state,
+    restore_progress,
+    steps_done,
+    train_loop,
+)
 
 log = logging.getLogger(__name__)
 
 
 def train_loop_per_worker(loop_config: dict) -> None:
-    """What every Ray Train worker runs: its dataset shard into the shared loop, metrics to ``ray.train.report``."""
+    """What every Ray Train worker runs: its dataset shard into the shared loop, metrics to ``ray.train.report``.
+
+    ``loop_config["config"]`` has absolute local paths (:meth:`TrainConfig.with_absolute_local_paths`):
+    this process runs in a directory of Ray's own. Every (re)start, a retry after a worker
+    failure included, resumes from the run folder's ``last.pt``, the one the chief writes at each
+    epoch's end, as the local executor does. Ray gets no copy of the model: rank 0 reports its
+    metrics with a checkpoint of one ``metrics.json``, because Ray Train 2.60 keeps reported
+    metrics (``Result.metrics``) only when a checkpoint comes with them.
+    """
     import ray.train
     import ray.train.torch
     import torch
@@ -28,22 +48,19 @@ def train_loop_per_worker(loop_config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
 
-    state = loop_config.get("resume_state")
-    ray_ckpt = ray.train.get_checkpoint()
-    if ray_ckpt is not None:
-        with ray_ckpt.as_directory() as d:
-            state = torch.load(os.path.join(d, "last.pt"), map_location="cpu", weights_only=True)
+    state = read_train_state(config)
     model = ray.train.torch.prepare_model(build_model(config, state, loop_config.get("init_state")))
     optimizer = make_optimizer(model, config)
     progress = restore_progress(optimizer, state)
     autocast = torch.bfloat16 if (config.scaling.use_gpu and config.scaling.mixed_precision) else None
 
-    def report(metrics: dict, last: dict | None) -> None:
-        if last is None:
-            ray.train.report(metrics)
+    def report(metrics: dict) -> None:
+        if rank != 0:
+            ray.train.report(metrics)  # every worker reports as often (a barrier); rank 0's metrics are kept
             return
         with tempfile.TemporaryDirectory() as d:
-            torch.save(last, os.path.join(d, "last.pt"))
+            with open(os.path.join(d, "metrics.json"), "w") as f:
+                json.dump(metrics, f)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     shard = ray.train.get_dataset_shard("train")
@@ -88,14 +105,15 @@ def run_train_local(config: TrainConfig, run_info: dict | None = None, device: s
 
 
 def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
-    """Launch the TorchTrainer; returns the final metrics and where the checkpoints are."""
-    from ray.train import FailureConfig, RunConfig
+    """Launch the TorchTrainer; returns the final metrics and where the checkpoints are (``run_uri`` as given)."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train import ScalingConfig as RayScaling
     from ray.train.torch import TorchTrainer
 
     from pipeline.core.runs import init_ray
 
     run_info = {**(run_info or {}), "executor": "ray"}
+    given_run_uri, config = config.run_uri, config.with_absolute_local_paths()
     init_ray(None)
     keys, resume, init_state, run_info = prepare_run(config, run_info)
     done_steps = steps_done(resume)
@@ -103,8 +121,8 @@ def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
     fs, path = storage.arrow_filesystem(config.storage_path, config.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config, "valid": validation_set(config, keys), "resume_state": resume,
-                           "init_state": init_state, "run_info": run_info},
+        train_loop_config={"config": config, "valid": validation_set(config, keys), "init_state": init_state,
+                           "run_info": run_info},
         scaling_config=RayScaling(
             num_workers=config.scaling.num_workers,
             use_gpu=config.scaling.use_gpu,
@@ -115,8 +133,9 @@ def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
             storage_path=path,
             storage_filesystem=fs,
             failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=1),  # the last metrics.json; the model is in last.pt
         ),
         datasets={"train": build_train_dataset(config, keys, done_steps * global_batch)},
     )
     result = trainer.fit()
-    return {"metrics": result.metrics, "run_uri": config.run_uri, "resumed_from_step": done_steps}
+    return {"metrics": result.metrics, "run_uri": given_run_uri, "resumed_from_step": done_steps}

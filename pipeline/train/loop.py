@@ -155,13 +155,13 @@ def validation_scores(core, valid, config: TrainConfig, device) -> dict[str, flo
     return validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
 
 
-def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> tuple[dict, dict]:
+def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> dict[str, float]:
     """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when the selection score improved).
 
     The score is :func:`pipeline.quality.selection.selection_score` under
     ``config.selection``; a clean-mode run scores minus its held-out loss.
 
-    Returns (validation scores, the ``last.pt`` dict). ``run_info`` (recipe,
+    Returns the validation scores. ``run_info`` (recipe,
     executor, …) goes into every checkpoint's metadata, so a shipped model
     names the recipe file and the steps that made it.
     """
@@ -194,11 +194,12 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
         _save(make_checkpoint(core, meta), storage.join(config.run_uri, "best.pt"), config)
     log.info("step %d (%.0f training CPU-s): validation %s%s", progress.step, progress.cpu_seconds,
              {k: round(v, 3) for k, v in scores.items()}, " (best)" if improved else "")
-    return scores, last
+    return scores
 
 
-# report(metrics, last.pt dict or None): the executor's way out (Ray Train's report, or nothing).
-Report = Callable[[dict, "dict | None"], None]
+# report(metrics): the executor's way out (Ray Train's report, or nothing). Checkpoints are not
+# reported: the chief writes them into the run folder itself (end_of_epoch).
+Report = Callable[[dict], None]
 
 
 def train_loop(
@@ -222,9 +223,8 @@ def train_loop(
     validated and saved. ``workers``: how many processes run this loop on batches of
     the same size (for the run's audio-seconds). Every step's loss gets :func:`step_generator`. At each epoch's
     end (and the last step) the chief validates and checkpoints (:func:`end_of_epoch`),
-    then ``report`` gets the metrics (train_* loss parts, val_* scores on the chief, step,
-    epoch, learning_rate, audio_seconds_per_second_per_worker) and the ``last.pt`` dict
-    (None off the chief). Returns the last metrics.
+    then every process's ``report`` gets the metrics (train_* loss parts, val_* scores on the
+    chief, step, epoch, learning_rate, audio_seconds_per_second_per_worker). Returns the last metrics.
     """
     from pipeline.train.steps import train_step
 
@@ -256,12 +256,11 @@ def train_loop(
         metrics = {f"train_{k}": v for k, v in parts.items()}
         metrics.update({"step": progress.step, "epoch": progress.step // config.optim.steps_per_epoch, "learning_rate": lr,
                         "audio_seconds_per_second_per_worker": window_audio / max(time.perf_counter() - t0, 1e-9)})
-        last = None
         if chief:
-            scores, last = end_of_epoch(core, optimizer, progress, valid, config, device, run_info)
+            scores = end_of_epoch(core, optimizer, progress, valid, config, device, run_info)
             metrics.update({f"val_{k}": v for k, v in scores.items()})
         if report is not None:
-            report(metrics, last)
+            report(metrics)
         # Validation and checkpoint writing count as training CPU time too; the rate is of training alone.
         window_audio, t0, step0 = 0.0, time.perf_counter(), progress.step
     return metrics
