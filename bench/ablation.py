@@ -43,41 +43,63 @@ def train_variant(args) -> dict:
     torch.set_num_threads(args.threads)
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set or [])}
     steps_per_epoch = min(args.valid_every, args.steps)
-    overrides.update({"name": args.variant, "storage_path": args.out, "optim.steps_per_epoch": steps_per_epoch,
-                      "optim.epochs": args.steps // steps_per_epoch,
-                      "data.clean_uri": f"{args.corpora}/clean", "data.noise_uri": f"{args.corpora}/noise"})
+    overrides.update(
+        {
+            "name": args.variant,
+            "storage_path": args.out,
+            "optim.steps_per_epoch": steps_per_epoch,
+            "optim.epochs": args.steps // steps_per_epoch,
+            "data.clean_uri": f"{args.corpora}/clean",
+            "data.noise_uri": f"{args.corpora}/noise",
+        }
+    )
     config = load_yaml(TrainConfig, str(RECIPE), overrides)
     t0 = time.perf_counter()
     result = run_train_local(config, {"recipe": str(RECIPE.relative_to(ROOT)), "ablation": args.variant}, device="cpu")
     minutes = (time.perf_counter() - t0) / 60
     last = load_model(f"{config.run_uri}/last.pt")
     rate = config.model.sample_rate
-    vbd = [load_pair(f"{args.vbd}/clean", f"{args.vbd}/noisy", k, rate, config.storage)
-           for k in paired_keys(f"{args.vbd}/clean", f"{args.vbd}/noisy", config.storage)]
+    vbd = [
+        load_pair(f"{args.vbd}/clean", f"{args.vbd}/noisy", k, rate, config.storage)
+        for k in paired_keys(f"{args.vbd}/clean", f"{args.vbd}/noisy", config.storage)
+    ]
     if not vbd:
         raise SystemExit(f"no vbd-debug pairs under {args.vbd}")
     out = {
-        "variant": args.variant, "overrides": args.set or [], "train_steps": result["metrics"]["step"],
-        "parameters": sum(p.numel() for p in last.model.parameters()), "threads": args.threads, "minutes": minutes,
-        "heldout": last.metadata["val"], "vbd_debug": validate(Enhancer(last.model, EnhanceConfig(device="cpu")), vbd, rate),
+        "variant": args.variant,
+        "overrides": args.set or [],
+        "train_steps": result["metrics"]["step"],
+        "parameters": sum(p.numel() for p in last.model.parameters()),
+        "threads": args.threads,
+        "minutes": minutes,
+        "heldout": last.metadata["val"],
+        "vbd_debug": validate(Enhancer(last.model, EnhanceConfig(device="cpu")), vbd, rate),
     }
     Path(config.run_uri, "result.json").write_text(json.dumps(out, indent=1))
     return out
 
 
 def report(folder: str, json_path: str | None) -> None:
-    results = sorted((json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")), key=lambda r: r["variant"])
+    results = sorted(
+        (json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")), key=lambda r: r["variant"]
+    )
     if not results:
         raise SystemExit(f"no */result.json under {folder}")
     first = results[0]
-    print("| variant | overrides | params | steps | held-out PESQ-WB | held-out SI-SDR dB | vbd PESQ-WB | vbd SI-SDR dB |")
+    print(
+        "| variant | overrides | params | steps | held-out PESQ-WB | held-out SI-SDR dB | vbd PESQ-WB | vbd SI-SDR dB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| noisy input | | | | {first['heldout']['input_pesq_wb']:.3f} | {first['heldout']['input_si_sdr_db']:.2f} "
-          f"| {first['vbd_debug']['input_pesq_wb']:.3f} | {first['vbd_debug']['input_si_sdr_db']:.2f} |")
+    print(
+        f"| noisy input | | | | {first['heldout']['input_pesq_wb']:.3f} | {first['heldout']['input_si_sdr_db']:.2f} "
+        f"| {first['vbd_debug']['input_pesq_wb']:.3f} | {first['vbd_debug']['input_si_sdr_db']:.2f} |"
+    )
     for r in results:
         h, v = r["heldout"], r["vbd_debug"]
-        print(f"| {r['variant']} | {' '.join(r['overrides']) or '(recipe)'} | {r['parameters'] / 1e6:.2f} M | {r['train_steps']} "
-              f"| {h['pesq_wb']:.3f} | {h['si_sdr_db']:.2f} | {v['pesq_wb']:.3f} | {v['si_sdr_db']:.2f} |")
+        print(
+            f"| {r['variant']} | {' '.join(r['overrides']) or '(recipe)'} | {r['parameters'] / 1e6:.2f} M | {r['train_steps']} "
+            f"| {h['pesq_wb']:.3f} | {h['si_sdr_db']:.2f} | {v['pesq_wb']:.3f} | {v['si_sdr_db']:.2f} |"
+        )
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=1))
 

@@ -89,12 +89,17 @@ def main() -> None:
     parser.add_argument("--subset", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--recipe", default=str(ROOT / "jobs/configs/train-aigd-stage2-mag.yaml"))
-    parser.add_argument("--init", default=str(ROOT / "pipeline/assets/aigd-default.pt"),
-                        help="checkpoint to start from (default: the shipped AIGD); 'none' starts fresh")
+    parser.add_argument(
+        "--init",
+        default=str(ROOT / "pipeline/assets/aigd-default.pt"),
+        help="checkpoint to start from (default: the shipped AIGD); 'none' starts fresh",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--train-seconds", type=float, default=400.0)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="autocast dtype of the forward pass")
+    parser.add_argument(
+        "--dtype", choices=("bfloat16", "float32"), default="bfloat16", help="autocast dtype of the forward pass"
+    )
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -109,7 +114,9 @@ def main() -> None:
     else:
         model = build_model(name, config_from_dict(name, recipe.get("model", {})))
     family = spec(name)
-    loss_config = family.loss_config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.get("loss", {}).items()})
+    loss_config = family.loss_config_cls(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in recipe.get("loss", {}).items()}
+    )
     model.to(args.device).train()
     optim = recipe.get("optim", {})
     base_lr = float(optim.get("learning_rate", 4e-4))
@@ -125,7 +132,9 @@ def main() -> None:
     dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
     curve, step, begin = [], 0, time.perf_counter()
     while (elapsed := time.perf_counter() - begin) < args.train_seconds:
-        lr = learning_rate(base_lr, float(optim.get("lr_min_fraction", 0.05)), elapsed, args.train_seconds, 0.05 * args.train_seconds)
+        lr = learning_rate(
+            base_lr, float(optim.get("lr_min_fraction", 0.05)), elapsed, args.train_seconds, 0.05 * args.train_seconds
+        )
         for group in optimizer.param_groups:
             group["lr"] = lr
         noisy, clean = mixer.batch(args.batch_size)
@@ -141,22 +150,39 @@ def main() -> None:
         optimizer.step()
         step += 1
         if step % args.log_every == 0 or step == 1:
-            curve.append({"step": step, "seconds": round(time.perf_counter() - begin, 2), "lr": lr,
-                          **{k: round(float(v), 5) for k, v in parts.items()}})
+            curve.append(
+                {
+                    "step": step,
+                    "seconds": round(time.perf_counter() - begin, 2),
+                    "lr": lr,
+                    **{k: round(float(v), 5) for k, v in parts.items()},
+                }
+            )
     train_seconds = time.perf_counter() - begin
     audio_hours = step * args.batch_size * mixer.segment / mixer.rate / 3600
-    metadata = {"recipe": Path(args.recipe).name, "init": Path(args.init).name if args.init != "none" else None,
-                "sprint_steps": step, "sprint_device": args.device, "sprint_dtype": args.dtype,
-                "sprint_device_seconds": round(train_seconds, 1), "sprint_audio_hours": round(audio_hours, 3),
-                "batch_size": args.batch_size}
+    metadata = {
+        "recipe": Path(args.recipe).name,
+        "init": Path(args.init).name if args.init != "none" else None,
+        "sprint_steps": step,
+        "sprint_device": args.device,
+        "sprint_dtype": args.dtype,
+        "sprint_device_seconds": round(train_seconds, 1),
+        "sprint_audio_hours": round(audio_hours, 3),
+        "batch_size": args.batch_size,
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     model.eval()
     torch.save(make_checkpoint(model.to("cpu"), metadata), Path(args.out) / "last.pt")
-    summary = {**metadata, "model_name": name, "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
-               "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
-               "audio_seconds_per_second": round(audio_hours * 3600 / max(train_seconds, 1e-9), 1),
-               "total_seconds": round(time.perf_counter() - started, 1), "curve": curve}
+    summary = {
+        **metadata,
+        "model_name": name,
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        "steps_per_second": round(step / max(train_seconds, 1e-9), 3),
+        "audio_seconds_per_second": round(audio_hours * 3600 / max(train_seconds, 1e-9), 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+        "curve": curve,
+    }
     (Path(args.out) / "sprint.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v for k, v in summary.items() if k != "curve"}))
 

@@ -50,8 +50,17 @@ def main() -> None:
     from pipeline.quality.metrics import score_pesq
 
     keys = sorted(p.name for p in Path(args.vbd, "noisy").glob("*.flac"))
-    pairs = [(sf.read(Path(args.vbd, "noisy", k), dtype="float32")[0], sf.read(Path(args.vbd, "clean", k), dtype="float32")[0]) for k in keys]
-    stock, ours = DNSMOS(DNSMOSConfig(hop_seconds=1.0, threads=args.threads)), DNSMOS(DNSMOSConfig(hop_seconds=4.5, threads=args.threads))
+    pairs = [
+        (
+            sf.read(Path(args.vbd, "noisy", k), dtype="float32")[0],
+            sf.read(Path(args.vbd, "clean", k), dtype="float32")[0],
+        )
+        for k in keys
+    ]
+    stock, ours = (
+        DNSMOS(DNSMOSConfig(hop_seconds=1.0, threads=args.threads)),
+        DNSMOS(DNSMOSConfig(hop_seconds=4.5, threads=args.threads)),
+    )
     result: dict = {"threads": args.threads}
 
     rng = np.random.default_rng(0)
@@ -85,8 +94,16 @@ def main() -> None:
         outputs = [fn(noisy) for noisy, _ in pairs]
         mos = ours.score(outputs)
         for (_noisy, clean), out, m in zip(pairs, outputs, mos):
-            points.append({"system": system, "pesq_wb": score_pesq(clean, out, 16000, "wb").value,
-                           "sig": m[0], "bak": m[1], "ovrl": m[2], "p808": m[3]})
+            points.append(
+                {
+                    "system": system,
+                    "pesq_wb": score_pesq(clean, out, 16000, "wb").value,
+                    "sig": m[0],
+                    "bak": m[1],
+                    "ovrl": m[2],
+                    "p808": m[3],
+                }
+            )
 
     def pearson(rows, column):
         x, y = np.array([r["pesq_wb"] for r in rows]), np.array([r[column] for r in rows])
@@ -94,7 +111,10 @@ def main() -> None:
 
     result["pearson_with_pesq_wb_all_files"] = {c: round(pearson(points, c), 3) for c in ("ovrl", "sig", "bak", "p808")}
     result["means_by_system"] = {
-        s: {c: round(float(np.mean([p[c] for p in points if p["system"] == s])), 3) for c in ("pesq_wb", "ovrl", "sig", "bak", "p808")}
+        s: {
+            c: round(float(np.mean([p[c] for p in points if p["system"] == s])), 3)
+            for c in ("pesq_wb", "ovrl", "sig", "bak", "p808")
+        }
         for s in systems
     }
     print(json.dumps(result, indent=2))

@@ -39,7 +39,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rate = 48000
-    speech, speech_rate = sf.read(Path(__file__).resolve().parents[2] / "shared/testdata/vbd-debug/clean/p287_001.flac", dtype="float32")
+    speech, speech_rate = sf.read(
+        Path(__file__).resolve().parents[2] / "shared/testdata/vbd-debug/clean/p287_001.flac", dtype="float32"
+    )
     low = resample(speech, speech_rate, rate)
     rng = np.random.default_rng(0)
     t = np.arange(len(low)) / rate
@@ -60,11 +62,19 @@ def main() -> None:
 
     speech_mask, noise_mask = bursts, envelope < 0.02 * envelope.max()
     for name, x in (("clean", clean), ("noisy", noisy), ("band-limited", narrow), ("full band", wide)):
-        print(f"{name:>13}: 8-16 kHz {level(x, speech_mask):6.1f} dB in fricatives, {level(x, noise_mask):6.1f} dB in pauses")
+        print(
+            f"{name:>13}: 8-16 kHz {level(x, speech_mask):6.1f} dB in fricatives, {level(x, noise_mask):6.1f} dB in pauses"
+        )
 
     fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    for ax, (title, x) in zip(axes, (("input (48 kHz)", noisy), (f"{loaded.model_id}, resampled back (today)", narrow),
-                                     (f"{loaded.model_id}, full band", wide))):
+    for ax, (title, x) in zip(
+        axes,
+        (
+            ("input (48 kHz)", noisy),
+            (f"{loaded.model_id}, resampled back (today)", narrow),
+            (f"{loaded.model_id}, full band", wide),
+        ),
+    ):
         ax.specgram(x, NFFT=1024, Fs=rate, noverlap=768, cmap="magma", vmin=-140, vmax=-40)
         ax.set_title(title)
         ax.set_ylabel("Hz")

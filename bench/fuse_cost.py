@@ -74,16 +74,26 @@ def measure(args) -> list[dict]:
         model = _model(args.model, steps)
         with torch.inference_mode():
             total = gflop(lambda m=model: m.enhance(window, torch.Generator().manual_seed(0)))
-            extractor = gflop(lambda m=model: crepe_features(m.extractor, window, m.config.guidance_stride)) if model.extractor else 0.0
+            extractor = (
+                gflop(lambda m=model: crepe_features(m.extractor, window, m.config.guidance_stride))
+                if model.extractor
+                else 0.0
+            )
             best = float("inf")
             for _ in range(args.repeats):
                 start = time.perf_counter()
                 model.enhance(audio, torch.Generator().manual_seed(0))
                 best = min(best, time.perf_counter() - start)
-        rows.append({"num_steps": steps, "gflop_per_audio_s": total / args.window_seconds,
-                     "extractor_gflop_per_audio_s": extractor / args.window_seconds,
-                     "extractor_share": extractor / total if total else 0.0,
-                     "x_real_time_1_thread": args.seconds / best, "seconds": args.seconds})
+        rows.append(
+            {
+                "num_steps": steps,
+                "gflop_per_audio_s": total / args.window_seconds,
+                "extractor_gflop_per_audio_s": extractor / args.window_seconds,
+                "extractor_share": extractor / total if total else 0.0,
+                "x_real_time_1_thread": args.seconds / best,
+                "seconds": args.seconds,
+            }
+        )
         print(json.dumps(rows[-1]))
     return rows
 
@@ -102,8 +112,10 @@ def main() -> None:
     print("| DDIM steps | GFLOP / audio-s | of which extractor | extractor share | × real time, 1 thread |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['num_steps']} | {r['gflop_per_audio_s']:.2f} | {r['extractor_gflop_per_audio_s']:.2f} | "
-              f"{100 * r['extractor_share']:.0f} % | {r['x_real_time_1_thread']:.1f} |")
+        print(
+            f"| {r['num_steps']} | {r['gflop_per_audio_s']:.2f} | {r['extractor_gflop_per_audio_s']:.2f} | "
+            f"{100 * r['extractor_share']:.0f} % | {r['x_real_time_1_thread']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

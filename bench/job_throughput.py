@@ -114,7 +114,9 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance
         for path, audio, (enhanced, _) in zip(batch, decoded, enhancer.enhance_many(signals)):
             target = out / path.relative_to(root / "noisy")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(encode(resample(enhanced, 16000, audio.sample_rate), audio.sample_rate, "WAV", audio.subtype))
+            target.write_bytes(
+                encode(resample(enhanced, 16000, audio.sample_rate), audio.sample_rate, "WAV", audio.subtype)
+            )
     return time.perf_counter() - start, start - loading
 
 
@@ -132,8 +134,12 @@ def main() -> None:
     parser.add_argument("--rows-per-block", type=int, default=16)
     parser.add_argument("--cpu-batch-size", type=int, default=4)
     parser.add_argument("--window-seconds", type=float, default=2.0, help="model window (both sides)")
-    parser.add_argument("--fixed-clips", type=int, default=16,
-                        help="also run the job on this many clips first, to separate its fixed cost (0: skip)")
+    parser.add_argument(
+        "--fixed-clips",
+        type=int,
+        default=16,
+        help="also run the job on this many clips first, to separate its fixed cost (0: skip)",
+    )
     parser.add_argument("--metrics", nargs="*", default=[], help="write.metrics of the job (e.g. dnsmos: its cost)")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -159,6 +165,7 @@ def main() -> None:
         result["loop_model_load_seconds"] = load_seconds
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+
     def job(corpus: Path) -> DenoiseConfig:
         return DenoiseConfig(
             input_uri=str(corpus / "noisy"),
@@ -196,7 +203,9 @@ def main() -> None:
         loop = result["loop_audio_seconds_per_second"]
         # End to end: both sides from start to last file, the loop's model load included.
         result["loop_end_to_end_audio_seconds_per_second"] = audio_seconds / (loop_seconds + load_seconds)
-        result["job_over_loop"] = result["job_audio_seconds_per_second"] / result["loop_end_to_end_audio_seconds_per_second"]
+        result["job_over_loop"] = (
+            result["job_audio_seconds_per_second"] / result["loop_end_to_end_audio_seconds_per_second"]
+        )
         if "job_marginal_audio_seconds_per_second" in result:
             result["job_marginal_over_loop"] = result["job_marginal_audio_seconds_per_second"] / loop
     print(json.dumps(result, indent=2))

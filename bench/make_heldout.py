@@ -47,17 +47,24 @@ SEED = 1234
 def kinds_noise_keys(config: TrainConfig, kinds: tuple[str, ...]) -> list[str]:
     """Every noise file of ``kinds`` under the recipe's noise corpus, minus its ``exclude_prefixes``; none is an error."""
     d = config.data
-    keys = [k for k in list_audio(d.noise_uri, config.storage)
-            if is_of_kinds(k, kinds) and not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
+    keys = [
+        k
+        for k in list_audio(d.noise_uri, config.storage)
+        if is_of_kinds(k, kinds) and not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)
+    ]
     if not keys:
-        raise ValueError(f"no noise file of kind(s) {', '.join(kinds)} under {d.noise_uri} "
-                         f"(prefixes {', '.join(kind_prefixes(kinds))}, less the recipe's exclude_prefixes)")
+        raise ValueError(
+            f"no noise file of kind(s) {', '.join(kinds)} under {d.noise_uri} "
+            f"(prefixes {', '.join(kind_prefixes(kinds))}, less the recipe's exclude_prefixes)"
+        )
     return keys
 
 
 def make_set(out: str, config_path: str, corpora: str, pairs: int, kinds: tuple[str, ...] = ()) -> dict:
     """Write the set under ``out``; returns {pairs, clean_keys, noise_keys} (the pool drawn from)."""
-    config = load_yaml(TrainConfig, config_path, {"data.clean_uri": f"{corpora}/clean", "data.noise_uri": f"{corpora}/noise"})
+    config = load_yaml(
+        TrainConfig, config_path, {"data.clean_uri": f"{corpora}/clean", "data.noise_uri": f"{corpora}/noise"}
+    )
     keys = corpus_keys(config)
     rate = config.model.sample_rate
     clean_keys = keys["clean_valid"]
@@ -71,8 +78,14 @@ def make_set(out: str, config_path: str, corpora: str, pairs: int, kinds: tuple[
     for i, m in enumerate(mixtures):
         sf.write(f"{out}/noisy/pair_{i:02d}.wav", m.noisy, rate, subtype="FLOAT")
         sf.write(f"{out}/clean/pair_{i:02d}.wav", m.clean, rate, subtype="FLOAT")
-        rows.append({"pair": f"pair_{i:02d}.wav", "clean_key": clean_keys[m.clean_index],
-                     "noise_key": noise_keys[m.noise_index], "snr_db": round(m.snr_db, 3)})
+        rows.append(
+            {
+                "pair": f"pair_{i:02d}.wav",
+                "clean_key": clean_keys[m.clean_index],
+                "noise_key": noise_keys[m.noise_index],
+                "snr_db": round(m.snr_db, 3),
+            }
+        )
     with open(f"{out}/pairs.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -86,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default=str(ROOT / "jobs/configs/train-default.yaml"))
     parser.add_argument("--corpora", default=str(ROOT.parent / "shared/corpora"))
     parser.add_argument("--pairs", type=int, default=16)
-    parser.add_argument("--noise-kinds", default="", help="comma-separated kinds (e.g. machinery,underground): the held-out-noise-type set")
+    parser.add_argument(
+        "--noise-kinds",
+        default="",
+        help="comma-separated kinds (e.g. machinery,underground): the held-out-noise-type set",
+    )
     args = parser.parse_args(argv)
     kinds = tuple(k.strip() for k in args.noise_kinds.split(",") if k.strip())
     try:
@@ -96,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_heldout: {exc}", file=sys.stderr)
         return 2
     what = f"noise files of kind(s) {', '.join(kinds)}" if kinds else "held-out noise files"
-    print(f"wrote {made['pairs']} pairs under {args.out} ({len(made['clean_keys'])} held-out speech files, "
-          f"{len(made['noise_keys'])} {what})")
+    print(
+        f"wrote {made['pairs']} pairs under {args.out} ({len(made['clean_keys'])} held-out speech files, "
+        f"{len(made['noise_keys'])} {what})"
+    )
     if kinds:
         print(f"train the supervised models without them: --set 'data.exclude_noise_kinds=[{','.join(kinds)}]'")
     return 0

@@ -29,7 +29,9 @@ def signal(seconds: float, seed: int) -> np.ndarray:
     """A seeded noisy signal: an amplitude-modulated two-tone mixture plus white noise, float32 at 16 kHz."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    clean = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t)) + 0.1 * np.sin(2 * np.pi * 1300 * t)
+    clean = 0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t)) + 0.1 * np.sin(
+        2 * np.pi * 1300 * t
+    )
     return (clean + 0.08 * rng.standard_normal(len(t))).astype(np.float32)
 
 
@@ -68,8 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", nargs="+", metavar="FAMILY",
-                    help="record only these shipped families and keep the file's other entries (a newly shipped family)")
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        metavar="FAMILY",
+        help="record only these shipped families and keep the file's other entries (a newly shipped family)",
+    )
     args = ap.parse_args(argv)
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     kept = {}

@@ -40,8 +40,10 @@ def main() -> None:
             "audio_seconds_per_second": args.clips * args.seconds_per_clip / elapsed,
             "failures": failures,
         }
-        print(f"{name:<10} {results[name]['clips_per_second']:8.1f} clips/s  "
-              f"{results[name]['audio_seconds_per_second']:8.1f} audio-s/s  failures={failures}")
+        print(
+            f"{name:<10} {results[name]['clips_per_second']:8.1f} clips/s  "
+            f"{results[name]['audio_seconds_per_second']:8.1f} audio-s/s  failures={failures}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

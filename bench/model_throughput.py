@@ -88,7 +88,10 @@ def run(device: str, threads: int, seconds: float, name: str, config) -> dict:
     torch.manual_seed(0)
     enhancer = Enhancer(build_model(name, config), EnhanceConfig(device=device))
     rate = config.sample_rate
-    windows = np.random.default_rng(0).standard_normal((enhancer.config.batch_windows, enhancer.window)).astype(np.float32) * 0.1
+    windows = (
+        np.random.default_rng(0).standard_normal((enhancer.config.batch_windows, enhancer.window)).astype(np.float32)
+        * 0.1
+    )
     enhancer.enhance_windows(windows)  # warm-up
     sync(device)
     audio, start = 0.0, time.perf_counter()
@@ -123,12 +126,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--steps", type=int, nargs="*", help="reverse steps T to measure (default: the recipe's)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a model config field")
-    parser.add_argument("--vary", metavar="FIELD=V1,V2,…", help="measure one config per value of this field, in this run")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a model config field"
+    )
+    parser.add_argument(
+        "--vary", metavar="FIELD=V1,V2,…", help="measure one config per value of this field, in this run"
+    )
     parser.add_argument("--recipe", default=str(RECIPE), help="training recipe whose model to measure (any family)")
     parser.add_argument("--json")
     args = parser.parse_args()
-    name, base = recipe_model_config({k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}, args.recipe)
+    name, base = recipe_model_config(
+        {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}, args.recipe
+    )
     # --steps is --vary num_steps=…: one field, one config per value, all measured in this run.
     field, values = ("num_steps", args.steps) if args.steps else (None, [])
     if args.vary:

@@ -49,8 +49,10 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     out: dict[str, np.ndarray] = {}
     manifest = {}
-    for kind, uri_key, fraction_key, share in (("clean", "clean_uri", "clean_holdout_fraction", 1 - args.noise_share),
-                                                ("noise", "noise_uri", "noise_holdout_fraction", args.noise_share)):
+    for kind, uri_key, fraction_key, share in (
+        ("clean", "clean_uri", "clean_holdout_fraction", 1 - args.noise_share),
+        ("noise", "noise_uri", "noise_holdout_fraction", args.noise_share),
+    ):
         uri = str((ROOT / data[uri_key]).resolve()) if not data[uri_key].startswith("/") else data[uri_key]
         skip = (*exclude, *kind_prefixes(data.get("exclude_noise_kinds", ()))) if kind == "noise" else exclude
         keys = [k for k in list_audio(uri) if not Path(k).name.startswith(skip)]

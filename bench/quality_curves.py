@@ -46,8 +46,15 @@ def best_points(runs: dict[str, list[dict]]) -> list[dict]:
     rows = []
     for name, history in runs.items():
         best = max(history, key=lambda e: e["val"]["pesq_wb"])
-        rows.append({"run": name, "step": best["step"], "cpu_hours": best["cpu_seconds"] / 3600.0,
-                     "audio_hours": best.get("audio_seconds", 0.0) / 3600.0, **best["val"]})
+        rows.append(
+            {
+                "run": name,
+                "step": best["step"],
+                "cpu_hours": best["cpu_seconds"] / 3600.0,
+                "audio_hours": best.get("audio_seconds", 0.0) / 3600.0,
+                **best["val"],
+            }
+        )
     return rows
 
 
@@ -55,8 +62,10 @@ def markdown(rows: list[dict]) -> str:
     lines = ["| run | step | CPU-h | audio-h | PESQ-WB | SI-SDR dB | STOI |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         stoi = f"{r['stoi']:.3f}" if "stoi" in r else "–"
-        lines.append(f"| {r['run']} | {r['step']} | {r['cpu_hours']:.2f} | {r['audio_hours']:.1f} | "
-                     f"{r['pesq_wb']:.3f} | {r['si_sdr_db']:.2f} | {stoi} |")
+        lines.append(
+            f"| {r['run']} | {r['step']} | {r['cpu_hours']:.2f} | {r['audio_hours']:.1f} | "
+            f"{r['pesq_wb']:.3f} | {r['si_sdr_db']:.2f} | {stoi} |"
+        )
     return "\n".join(lines)
 
 
@@ -84,8 +93,13 @@ def plot(runs: dict[str, list[dict]], png: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", action="append", required=True, metavar="NAME=PATH",
-                        help="a curve: a last.pt (its metadata.history) or a JSON list of history entries")
+    parser.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="a curve: a last.pt (its metadata.history) or a JSON list of history entries",
+    )
     parser.add_argument("--png", help="write the figure here")
     parser.add_argument("--json", help="write the histories and best points here")
     args = parser.parse_args(argv)

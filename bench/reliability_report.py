@@ -31,114 +31,186 @@ the other files are unaffected. A file that holds less audio than its header dec
 # Failure cases beyond the corpus: (case, what must happen, the test that checks it). The script runs
 # each test and reports its result, so the table says what happened, not what was meant to.
 CASES = [
-    ('a run killed mid-run; a batch that came twice; an input missing rows (the lifecycle every job shares)',
-     'the rerun skips durable inputs; the first durable copy wins; a missing row refuses the commit',
-     'tests/test_lifecycle.py'),
-    ('driver killed with `kill -9` mid-run, rerun with the same run id',
-     'one row per input; only inputs not yet durable are redone',
-     'tests/test_nightly.py::test_killed_run_resumes_with_every_input_once_and_bounded_rework'),
-    ('process dies between a nightly commit and its ledger update',
-     'the next night applies the committed run first; nothing redone',
-     'tests/test_nightly.py::test_ledger_catches_up_with_a_run_committed_before_a_crash'),
-    ('an uncommitted run left a partial table',
-     'the rerun rewrites it, no duplicate rows',
-     'tests/test_denoise_job.py::test_uncommitted_retry_rewrites_without_duplicates'),
-    ('operator mistakes (missing input, unknown keys, bad values, unreadable checkpoint, …)',
-     'one line, exit 1, `-v` for the traceback',
-     'tests/test_cli_errors.py'),
-    ("transient storage faults (503 SlowDown bursts, reset connections, bodies cut short, delays past the read timeout) on every read and write path (s3fs, pyarrow's S3 client, Parquet, markers)",
-     'retried (botocore/pyarrow per request, the project per operation); exact bytes, nothing in the table',
-     'tests/test_storage_faults.py::test_transient_faults_are_retried_by_every_storage_path'),
-    ('the same faults with retries off',
-     'the fault surfaces (proves the retries are what absorbs them)',
-     'tests/test_storage_faults.py::test_without_retries_the_same_faults_fail'),
-    ('a body cut short on every attempt',
-     '`StorageError` ("failed after N attempts"), never a short read',
-     'tests/test_storage_faults.py::test_a_body_cut_short_every_time_is_an_error_never_a_short_read'),
-    ('the whole denoise job behind a flaky store (every 4th request 503, every 5th GET cut, every 9th reset)',
-     'committed, every row ok, every output whole',
-     'tests/test_storage_faults.py::test_denoise_job_through_a_flaky_store_loses_nothing'),
-    ('one input unreadable for a whole night; the table write failing',
-     'an error row `storage: reading … failed after N attempts`; the next night retries it (a bad file is not retried until it changes); a failed table write fails the job with no commit marker, and the same run id completes later',
-     'tests/test_storage_faults.py::test_persistent_faults_are_error_rows_or_a_failed_job_and_nightly_retries_them'),
-    ('a multipart upload left incomplete by a crash',
-     'invisible to listings: never an input, never a result',
-     'tests/test_storage_faults.py::test_incomplete_multipart_uploads_are_invisible_to_listing'),
-    ('`..` segments in S3 object keys (legal there)',
-     'one row each; nothing is written outside the run\'s output prefix',
-     'tests/test_denoise_job.py::test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix'),
-    ('the model actor SIGKILLed mid-run',
-     'Ray restarts it (setup runs again) and retries its batch; one row per input, every output whole',
-     'tests/test_denoise_job.py::test_a_killed_model_actor_is_replaced_and_the_job_loses_nothing'),
-    ('a planted secret in the environment and in the config (a URL with user-info), with errors provoked',
-     'absent from every output object (marker and resolved config included), every log line, every Ray session log',
-     'tests/test_security.py::test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log'),
-    ('credentials in the environment, in URLs, in presigned URLs',
-     'never in errors, log lines or rows',
-     'tests/test_security.py'),
-    ('output keys with `..`, absolute paths',
-     'cannot leave the output prefix',
-     'tests/test_denoise_job.py::test_output_keys_never_leave_the_prefix'),
-    ('state files (checkpoints, markers, ledger, table chunks, table files)',
-     'written atomically (temp + rename, or one PUT)',
-     'tests/test_storage.py'),
-    ('only `AWS_ENDPOINT_URL_S3` set (no endpoint flag or key): `nightly`, `query`, `report` on `s3://`',
-     'one resolved endpoint for s3fs/botocore and pyarrow; the run commits, the ledger is written, query and report read it',
-     'tests/test_query_report.py::test_readme_commands_on_s3_with_only_aws_endpoint_url_s3'),
-    ('files the product writes under umask 022 and 077',
-     "mode 0666 & ~umask (0644, 0600), not the atomic temp file's 0600",
-     'tests/test_storage.py::test_written_files_get_the_mode_the_umask_gives'),
-    ('an input pruned from the ledger (`nightly --prune`)',
-     'gone from `latest` and the named queries over it (`--noise-profile`)',
-     'tests/test_nightly.py::test_nights_process_only_what_is_new_changed_or_failed'),
-    ('an input rewritten between two runs',
-     "`query --compare` and the report's comparison leave it out and list it; the older run's report does not embed today's input and says it changed",
-     'tests/test_query_report.py::test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_report'),
-    ('a resumed run',
-     'throughput over the inputs this attempt processed, the all-rows figure and resumed rows beside it',
-     'tests/test_lifecycle.py::test_throughput_after_a_resume_counts_only_what_this_attempt_processed'),
-    ('`train` run outside the repository with relative corpus URIs',
-     'one line: `no audio found under URI (resolved against the current directory: PATH)`',
-     'tests/test_cli_errors.py::test_train_outside_the_repo_says_where_it_looked'),
-    ('a text file, random bytes or a foreign pickle as a checkpoint; a missing `--reference` prefix',
-     'one short line ("not a checkpoint this project wrote (…)", "reference prefix does not exist"), before anything runs',
-     'tests/test_cli_errors.py::test_operator_errors_are_one_line'),
-    ('`nightly --dry-run`',
-     'the plan with its keys; no run, no ledger, no output folder',
-     'tests/test_nightly.py::test_dry_run_shows_the_plan_and_writes_nothing'),
-    ('a denoise run with a reference prefix',
-     "the noisy input scored against the same reference too (`input_pesq_wb`, `input_si_sdr_db`, `input_stoi`, …, equal to scoring the file directly); the output's scores its own",
-     'tests/test_query_report.py::test_reference_metrics_of_the_input_beside_the_output'),
-    ("the report's reference-metric distributions (PESQ-WB, SI-SDR, STOI)",
-     "the input's histogram (an outline) beside the output's bars, each with its mean",
-     'tests/test_report_figures.py::test_reference_metrics_show_the_input_beside_the_output'),
-    ("the report's histograms",
-     'every count axis labelled `clips`, integer ticks only; a metric axis labelled',
-     'tests/test_report_figures.py::test_count_axes_are_labelled_with_integer_ticks'),
-    ('a 29-second run, an hour-and-a-half run in the report',
-     'one formatter (`format_duration`) for audio and wall time: `29s`, `1h30m`, never `0.008 h` or `5400.0 s`',
-     'tests/test_report_figures.py::test_summary_durations_read_at_a_glance'),
-    ('a 44.1/48 kHz input in the report',
-     "its spectrogram at the file's own rate, up to its Nyquist frequency (22.05/24 kHz), the output's at its own",
-     'tests/test_report_figures.py::test_spectrograms_show_each_signal_at_its_own_rate'),
-    ('the report in headless Chromium',
-     'loads without console errors; players `preload="metadata"`; summary durations in seconds/minutes; the 44.1 kHz clip\'s spectrogram named 0–22.05 kHz (screenshot: docs/bench/report_screenshot.png)',
-     'tests/test_query_report.py::test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_chromium'),
-    ('`kill -9` of a driver that started the local Ray',
-     "no dashboard processes at all; every process of the driver's tree (raylet, GCS, DashboardAgent, RuntimeEnvAgent, workers, the watcher) gone within 8 s, not 60 s later with parent 1",
-     'tests/test_ray_orphans.py::test_kill_9_of_a_local_driver_leaves_no_ray_process'),
-    ("nightly's summary",
-     '`run ID: N clips (…), 7.2s audio in 23s = 0.3x real time`, as denoise prints it (one `run_line`)',
-     'tests/test_query_report.py::test_readme_commands_on_s3_with_only_aws_endpoint_url_s3'),
-    ('docs/cluster.md on retries',
-     'transient failures retried up to `--max-attempts`; a file whose content failed never, until it changes',
-     'tests/test_nightly.py::test_cluster_doc_says_content_failures_are_never_retried'),
-    ("`ray job submit -- diffgmm train --name my-run` with the recipe's relative `storage_path: runs/train`",
-     "`best.pt`, `last.pt`, `config.yaml` in `runs/train/my-run/` under the driver's directory, as `--executor local` leaves them (not in Ray Train's worker directory); a rerun resumes from that `last.pt`; no model copies in Ray's `checkpoint_<time>/`",
-     'tests/test_train_job.py::test_two_worker_training_resumes_and_exports'),
-    ("every `diffgmm` line of the README's bash blocks (local paths and moto S3 with only `AWS_ENDPOINT_URL_S3`), `enhance` with every shipped model",
-     'each exits 0 and writes what it says (rows, error kinds, audio files, checkpoints, HTML); a line neither run nor listed with its reason fails',
-     'tests/test_readme.py'),
+    (
+        "a run killed mid-run; a batch that came twice; an input missing rows (the lifecycle every job shares)",
+        "the rerun skips durable inputs; the first durable copy wins; a missing row refuses the commit",
+        "tests/test_lifecycle.py",
+    ),
+    (
+        "driver killed with `kill -9` mid-run, rerun with the same run id",
+        "one row per input; only inputs not yet durable are redone",
+        "tests/test_nightly.py::test_killed_run_resumes_with_every_input_once_and_bounded_rework",
+    ),
+    (
+        "process dies between a nightly commit and its ledger update",
+        "the next night applies the committed run first; nothing redone",
+        "tests/test_nightly.py::test_ledger_catches_up_with_a_run_committed_before_a_crash",
+    ),
+    (
+        "an uncommitted run left a partial table",
+        "the rerun rewrites it, no duplicate rows",
+        "tests/test_denoise_job.py::test_uncommitted_retry_rewrites_without_duplicates",
+    ),
+    (
+        "operator mistakes (missing input, unknown keys, bad values, unreadable checkpoint, …)",
+        "one line, exit 1, `-v` for the traceback",
+        "tests/test_cli_errors.py",
+    ),
+    (
+        "transient storage faults (503 SlowDown bursts, reset connections, bodies cut short, delays past the read timeout) on every read and write path (s3fs, pyarrow's S3 client, Parquet, markers)",
+        "retried (botocore/pyarrow per request, the project per operation); exact bytes, nothing in the table",
+        "tests/test_storage_faults.py::test_transient_faults_are_retried_by_every_storage_path",
+    ),
+    (
+        "the same faults with retries off",
+        "the fault surfaces (proves the retries are what absorbs them)",
+        "tests/test_storage_faults.py::test_without_retries_the_same_faults_fail",
+    ),
+    (
+        "a body cut short on every attempt",
+        '`StorageError` ("failed after N attempts"), never a short read',
+        "tests/test_storage_faults.py::test_a_body_cut_short_every_time_is_an_error_never_a_short_read",
+    ),
+    (
+        "the whole denoise job behind a flaky store (every 4th request 503, every 5th GET cut, every 9th reset)",
+        "committed, every row ok, every output whole",
+        "tests/test_storage_faults.py::test_denoise_job_through_a_flaky_store_loses_nothing",
+    ),
+    (
+        "one input unreadable for a whole night; the table write failing",
+        "an error row `storage: reading … failed after N attempts`; the next night retries it (a bad file is not retried until it changes); a failed table write fails the job with no commit marker, and the same run id completes later",
+        "tests/test_storage_faults.py::test_persistent_faults_are_error_rows_or_a_failed_job_and_nightly_retries_them",
+    ),
+    (
+        "a multipart upload left incomplete by a crash",
+        "invisible to listings: never an input, never a result",
+        "tests/test_storage_faults.py::test_incomplete_multipart_uploads_are_invisible_to_listing",
+    ),
+    (
+        "`..` segments in S3 object keys (legal there)",
+        "one row each; nothing is written outside the run's output prefix",
+        "tests/test_denoise_job.py::test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix",
+    ),
+    (
+        "the model actor SIGKILLed mid-run",
+        "Ray restarts it (setup runs again) and retries its batch; one row per input, every output whole",
+        "tests/test_denoise_job.py::test_a_killed_model_actor_is_replaced_and_the_job_loses_nothing",
+    ),
+    (
+        "a planted secret in the environment and in the config (a URL with user-info), with errors provoked",
+        "absent from every output object (marker and resolved config included), every log line, every Ray session log",
+        "tests/test_security.py::test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log",
+    ),
+    (
+        "credentials in the environment, in URLs, in presigned URLs",
+        "never in errors, log lines or rows",
+        "tests/test_security.py",
+    ),
+    (
+        "output keys with `..`, absolute paths",
+        "cannot leave the output prefix",
+        "tests/test_denoise_job.py::test_output_keys_never_leave_the_prefix",
+    ),
+    (
+        "state files (checkpoints, markers, ledger, table chunks, table files)",
+        "written atomically (temp + rename, or one PUT)",
+        "tests/test_storage.py",
+    ),
+    (
+        "only `AWS_ENDPOINT_URL_S3` set (no endpoint flag or key): `nightly`, `query`, `report` on `s3://`",
+        "one resolved endpoint for s3fs/botocore and pyarrow; the run commits, the ledger is written, query and report read it",
+        "tests/test_query_report.py::test_readme_commands_on_s3_with_only_aws_endpoint_url_s3",
+    ),
+    (
+        "files the product writes under umask 022 and 077",
+        "mode 0666 & ~umask (0644, 0600), not the atomic temp file's 0600",
+        "tests/test_storage.py::test_written_files_get_the_mode_the_umask_gives",
+    ),
+    (
+        "an input pruned from the ledger (`nightly --prune`)",
+        "gone from `latest` and the named queries over it (`--noise-profile`)",
+        "tests/test_nightly.py::test_nights_process_only_what_is_new_changed_or_failed",
+    ),
+    (
+        "an input rewritten between two runs",
+        "`query --compare` and the report's comparison leave it out and list it; the older run's report does not embed today's input and says it changed",
+        "tests/test_query_report.py::test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_report",
+    ),
+    (
+        "a resumed run",
+        "throughput over the inputs this attempt processed, the all-rows figure and resumed rows beside it",
+        "tests/test_lifecycle.py::test_throughput_after_a_resume_counts_only_what_this_attempt_processed",
+    ),
+    (
+        "`train` run outside the repository with relative corpus URIs",
+        "one line: `no audio found under URI (resolved against the current directory: PATH)`",
+        "tests/test_cli_errors.py::test_train_outside_the_repo_says_where_it_looked",
+    ),
+    (
+        "a text file, random bytes or a foreign pickle as a checkpoint; a missing `--reference` prefix",
+        'one short line ("not a checkpoint this project wrote (…)", "reference prefix does not exist"), before anything runs',
+        "tests/test_cli_errors.py::test_operator_errors_are_one_line",
+    ),
+    (
+        "`nightly --dry-run`",
+        "the plan with its keys; no run, no ledger, no output folder",
+        "tests/test_nightly.py::test_dry_run_shows_the_plan_and_writes_nothing",
+    ),
+    (
+        "a denoise run with a reference prefix",
+        "the noisy input scored against the same reference too (`input_pesq_wb`, `input_si_sdr_db`, `input_stoi`, …, equal to scoring the file directly); the output's scores its own",
+        "tests/test_query_report.py::test_reference_metrics_of_the_input_beside_the_output",
+    ),
+    (
+        "the report's reference-metric distributions (PESQ-WB, SI-SDR, STOI)",
+        "the input's histogram (an outline) beside the output's bars, each with its mean",
+        "tests/test_report_figures.py::test_reference_metrics_show_the_input_beside_the_output",
+    ),
+    (
+        "the report's histograms",
+        "every count axis labelled `clips`, integer ticks only; a metric axis labelled",
+        "tests/test_report_figures.py::test_count_axes_are_labelled_with_integer_ticks",
+    ),
+    (
+        "a 29-second run, an hour-and-a-half run in the report",
+        "one formatter (`format_duration`) for audio and wall time: `29s`, `1h30m`, never `0.008 h` or `5400.0 s`",
+        "tests/test_report_figures.py::test_summary_durations_read_at_a_glance",
+    ),
+    (
+        "a 44.1/48 kHz input in the report",
+        "its spectrogram at the file's own rate, up to its Nyquist frequency (22.05/24 kHz), the output's at its own",
+        "tests/test_report_figures.py::test_spectrograms_show_each_signal_at_its_own_rate",
+    ),
+    (
+        "the report in headless Chromium",
+        'loads without console errors; players `preload="metadata"`; summary durations in seconds/minutes; the 44.1 kHz clip\'s spectrogram named 0–22.05 kHz (screenshot: docs/bench/report_screenshot.png)',
+        "tests/test_query_report.py::test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_chromium",
+    ),
+    (
+        "`kill -9` of a driver that started the local Ray",
+        "no dashboard processes at all; every process of the driver's tree (raylet, GCS, DashboardAgent, RuntimeEnvAgent, workers, the watcher) gone within 8 s, not 60 s later with parent 1",
+        "tests/test_ray_orphans.py::test_kill_9_of_a_local_driver_leaves_no_ray_process",
+    ),
+    (
+        "nightly's summary",
+        "`run ID: N clips (…), 7.2s audio in 23s = 0.3x real time`, as denoise prints it (one `run_line`)",
+        "tests/test_query_report.py::test_readme_commands_on_s3_with_only_aws_endpoint_url_s3",
+    ),
+    (
+        "docs/cluster.md on retries",
+        "transient failures retried up to `--max-attempts`; a file whose content failed never, until it changes",
+        "tests/test_nightly.py::test_cluster_doc_says_content_failures_are_never_retried",
+    ),
+    (
+        "`ray job submit -- diffgmm train --name my-run` with the recipe's relative `storage_path: runs/train`",
+        "`best.pt`, `last.pt`, `config.yaml` in `runs/train/my-run/` under the driver's directory, as `--executor local` leaves them (not in Ray Train's worker directory); a rerun resumes from that `last.pt`; no model copies in Ray's `checkpoint_<time>/`",
+        "tests/test_train_job.py::test_two_worker_training_resumes_and_exports",
+    ),
+    (
+        "every `diffgmm` line of the README's bash blocks (local paths and moto S3 with only `AWS_ENDPOINT_URL_S3`), `enhance` with every shipped model",
+        "each exits 0 and writes what it says (rows, error kinds, audio files, checkpoints, HTML); a line neither run nor listed with its reason fails",
+        "tests/test_readme.py",
+    ),
 ]
 
 
@@ -161,11 +233,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_corpus(f"{tmp}/in", stream_seconds)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-        config = DenoiseConfig(input_uri=f"{tmp}/in", output_uri=f"{tmp}/out", run_id="reliability", extensions=EXTENSIONS,
-                               stream=StreamConfig(stream_seconds=stream_seconds, probe_bytes=1024, block_seconds=0.5),
-                               model=ModelStageConfig(checkpoint_uri=args.checkpoint))
+        config = DenoiseConfig(
+            input_uri=f"{tmp}/in",
+            output_uri=f"{tmp}/out",
+            run_id="reliability",
+            extensions=EXTENSIONS,
+            stream=StreamConfig(stream_seconds=stream_seconds, probe_bytes=1024, block_seconds=0.5),
+            model=ModelStageConfig(checkpoint_uri=args.checkpoint),
+        )
         run_denoise(config)
-        rows = {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(f"{tmp}/out", "reliability").clips_uri).to_pylist()}
+        rows = {
+            r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(f"{tmp}/out", "reliability").clips_uri).to_pylist()
+        }
     lines = [HEADER]
     passed = 0
     for case in corpus:
@@ -175,11 +254,15 @@ def main() -> None:
         expected = case.status + (f" ({case.kind})" if case.kind else "") + (", streamed" if case.streamed else "")
         note = (row[S.ERROR] or ("streamed" if row[S.STREAMED] else "")) if row else "no row"
         note = note.replace("|", "\\|")
-        lines.append(f"| `{case.key}` | {case.description} | {expected} | {row[S.STATUS] if row else '—'} | {note} | "
-                     f"{'yes' if ok else 'NO: ' + why} |\n")
+        lines.append(
+            f"| `{case.key}` | {case.description} | {expected} | {row[S.STATUS] if row else '—'} | {note} | "
+            f"{'yes' if ok else 'NO: ' + why} |\n"
+        )
     lines.append(f"\n{passed} of {len(corpus)} cases as expected.\n")
     outcomes = run_tests([test for _, _, test in CASES])
-    lines.append("\nOther failure cases, each a test that fails when the behaviour breaks (run now by this script):\n\n")
+    lines.append(
+        "\nOther failure cases, each a test that fails when the behaviour breaks (run now by this script):\n\n"
+    )
     lines.append("| case | what must happen | test | result |\n|---|---|---|---|\n")
     for case, outcome, test in CASES:
         lines.append(f"| {case} | {outcome} | `{test}` | {outcomes.get(test, 'not run')} |\n")
@@ -197,8 +280,12 @@ def run_tests(tests: list[str]) -> dict[str, str]:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *tests],
-                       cwd=root, capture_output=True, text=True)
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *tests],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
         results = {}
         for case in ET.parse(report).getroot().iter("testcase"):
             node = case.get("classname").replace(".", "/") + ".py::" + case.get("name")
@@ -206,7 +293,11 @@ def run_tests(tests: list[str]) -> dict[str, str]:
             results[node] = "FAILED" if failed else "skipped" if case.find("skipped") is not None else "passed"
     outcomes = {}
     for test in tests:
-        mine = [r for node, r in results.items() if node == test or node.startswith(test + "::") or node.startswith(test + "[")]
+        mine = [
+            r
+            for node, r in results.items()
+            if node == test or node.startswith(test + "::") or node.startswith(test + "[")
+        ]
         outcomes[test] = "not run" if not mine else "passed" if all(r == "passed" for r in mine) else "FAILED"
     return outcomes
 

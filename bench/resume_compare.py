@@ -70,6 +70,7 @@ PENDING_SUFFIX = ".pending.parquet"
 
 # --------------------------------------------------------------------------- shared
 
+
 def make_manifest(path: str, items: int, row_group: int) -> None:
     table = pa.table({"id": [f"item-{i:05d}" for i in range(items)], "payload": list(range(items))})
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -96,11 +97,16 @@ def read_ids(folder: str) -> list[str]:
 
 def exactly_once(ids: list[str], expected: list[str]) -> dict:
     got = set(ids)
-    return {"rows": len(ids), "duplicates": len(ids) - len(got), "missing": len(set(expected) - got),
-            "extra": len(got - set(expected))}
+    return {
+        "rows": len(ids),
+        "duplicates": len(ids) - len(got),
+        "missing": len(set(expected) - got),
+        "extra": len(got - set(expected)),
+    }
 
 
 # --------------------------------------------------------------------------- driver (one job, one process)
+
 
 def _work(batch, log_path: str, phase: str, sleep_per_row: float):
     """The simulated per-item work; logs every id it finished (one O_APPEND write a batch)."""
@@ -119,8 +125,7 @@ def _work(batch, log_path: str, phase: str, sleep_per_row: float):
 def _init_ray(temp_dir: str) -> None:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False,
-             configure_logging=False)
+    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
@@ -139,8 +144,11 @@ def drive(args) -> dict:
     case = args.case_dir
     manifest = pq.read_table(args.manifest)
     expected = manifest["id"].to_pylist()
-    work_kwargs = {"log_path": os.path.join(case, "processed.log"), "phase": args.phase,
-                   "sleep_per_row": args.sleep_per_row}
+    work_kwargs = {
+        "log_path": os.path.join(case, "processed.log"),
+        "phase": args.phase,
+        "sleep_per_row": args.sleep_per_row,
+    }
     result: dict = {}
 
     if args.mode == "baseline":
@@ -201,6 +209,7 @@ def drive(args) -> dict:
 
 # --------------------------------------------------------------------------- checks of CheckpointConfig (part 3)
 
+
 def run_checks(args) -> dict:
     """Small experiments on CheckpointConfig; every value returned was observed in this process."""
     import ray
@@ -226,7 +235,9 @@ def run_checks(args) -> dict:
 
     def fresh(name: str, delete: bool = False) -> tuple[str, str]:
         ck, out = os.path.join(root, name, "ckpt"), os.path.join(root, name, "out")
-        ctx.checkpoint_config = CheckpointConfig(id_column="id", checkpoint_path=ck, delete_checkpoint_on_success=delete)
+        ctx.checkpoint_config = CheckpointConfig(
+            id_column="id", checkpoint_path=ck, delete_checkpoint_on_success=delete
+        )
         return ck, out
 
     def pipeline(src):
@@ -247,8 +258,11 @@ def run_checks(args) -> dict:
                 seen = sum(b.num_rows for b in it.iter_batches(batch_format="pyarrow", batch_size=None))
         with open(log) as f:
             processed = sum(1 for _ in f)
-        return {"warned_disabled": any("doesn't support checkpointing" in str(w.message) for w in caught),
-                "processed": processed, "rows_seen_by_driver": seen}
+        return {
+            "warned_disabled": any("doesn't support checkpointing" in str(w.message) for w in caught),
+            "processed": processed,
+            "rows_seen_by_driver": seen,
+        }
 
     def ckpt_state(ck: str) -> dict:
         return {"ckpt_files": len(glob.glob(os.path.join(ck, "*.parquet"))), "ckpt_rows": parquet_rows(ck)}
@@ -261,18 +275,28 @@ def run_checks(args) -> dict:
     ck, out = fresh("iter")
     res["iter_batches"] = {**job(v1, "iter_batches", out), **ckpt_state(ck)}
     # b) from_arrow / from_items input with a write sink, run twice, checkpoint kept
-    for name, src in {"from_arrow": lambda: ray.data.from_arrow([table.slice(s, args.batch_size) for s in range(0, n, args.batch_size)]),
-                      "from_items": lambda: ray.data.from_items(table.to_pylist())}.items():
+    for name, src in {
+        "from_arrow": lambda: ray.data.from_arrow(
+            [table.slice(s, args.batch_size) for s in range(0, n, args.batch_size)]
+        ),
+        "from_items": lambda: ray.data.from_items(table.to_pylist()),
+    }.items():
         ck, out = fresh(name)
         first = {**job(src, "write_parquet", out), **ckpt_state(ck)}
         second = {**job(src, "write_parquet", out), **ckpt_state(ck)}
         res[name] = {"first": first, "second": second, "out_rows": parquet_rows(out)}
     # c) granularity: how many checkpoints (= write tasks) each read path gives
     gran = {}
-    for name, v2, src in [("v2 read_parquet(one file)", True, lambda: ray.data.read_parquet(m1)),
-                          (f"v2 read_parquet({n // args.batch_size} files)", True, lambda: ray.data.read_parquet(many)),
-                          ("v2 read_parquet(one file, override_num_blocks)", True, lambda: ray.data.read_parquet(m1, override_num_blocks=max(1, n // args.batch_size))),
-                          ("v1 read_parquet(one file, override_num_blocks)", False, v1)]:
+    for name, v2, src in [
+        ("v2 read_parquet(one file)", True, lambda: ray.data.read_parquet(m1)),
+        (f"v2 read_parquet({n // args.batch_size} files)", True, lambda: ray.data.read_parquet(many)),
+        (
+            "v2 read_parquet(one file, override_num_blocks)",
+            True,
+            lambda: ray.data.read_parquet(m1, override_num_blocks=max(1, n // args.batch_size)),
+        ),
+        ("v1 read_parquet(one file, override_num_blocks)", False, v1),
+    ]:
         ctx.use_datasource_v2 = v2
         ck, out = fresh("gran" + str(len(gran)))
         job(src, "write_parquet", out)
@@ -291,15 +315,20 @@ def run_checks(args) -> dict:
     res["rerun_after_success_keep"] = {"second": second, "out_rows": parquet_rows(out)}
     # f) checkpoint of the first half exists; the driver consumes the full manifest itself
     ck, out = fresh("consume")
-    job(lambda: ray.data.read_parquet(half, override_num_blocks=max(1, n // 2 // args.batch_size)), "write_parquet", out)
+    job(
+        lambda: ray.data.read_parquet(half, override_num_blocks=max(1, n // 2 // args.batch_size)), "write_parquet", out
+    )
     before = ckpt_state(ck)
-    res["consume_with_existing_ckpt"] = {"ckpt_before": before,
-                                         "iter_batches": {**job(v1, "iter_batches", out), **ckpt_state(ck)},
-                                         "streaming_split": {**job(v1, "streaming_split", out), **ckpt_state(ck)}}
+    res["consume_with_existing_ckpt"] = {
+        "ckpt_before": before,
+        "iter_batches": {**job(v1, "iter_batches", out), **ckpt_state(ck)},
+        "streaming_split": {**job(v1, "streaming_split", out), **ckpt_state(ck)},
+    }
     return res
 
 
 # --------------------------------------------------------------------------- orchestration
+
 
 def _descendants(pid: int) -> list[int]:
     import psutil
@@ -344,11 +373,32 @@ class Bench:
         shutil.rmtree(temp_dir, ignore_errors=True)
         a = self.args
         result = os.path.join(case, f"result-{phase}.json")
-        cmd = [sys.executable, __file__, "--driver", mode, "--case-dir", case, "--phase", phase,
-               "--temp-dir", temp_dir, "--result", result, "--manifest", str(self.work / "manifest" / "manifest.parquet"),
-               "--batch-size", str(a.batch_size), "--sleep-per-row", str(a.sleep_per_row),
-               "--flush-rows", str(flush_rows or 1), "--flush-seconds", str(a.flush_seconds),
-               "--check-items", str(a.check_items)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--driver",
+            mode,
+            "--case-dir",
+            case,
+            "--phase",
+            phase,
+            "--temp-dir",
+            temp_dir,
+            "--result",
+            result,
+            "--manifest",
+            str(self.work / "manifest" / "manifest.parquet"),
+            "--batch-size",
+            str(a.batch_size),
+            "--sleep-per-row",
+            str(a.sleep_per_row),
+            "--flush-rows",
+            str(flush_rows or 1),
+            "--flush-seconds",
+            str(a.flush_seconds),
+            "--check-items",
+            str(a.check_items),
+        ]
         return cmd, result
 
     def _cleanup_temp(self) -> None:
@@ -425,8 +475,10 @@ class Bench:
                 def durable(uri=chunks_uri, cfg=cfg):
                     return sum(t.num_rows for t in read_chunks(uri, OUT_SCHEMA, cfg))
             else:
+
                 def durable(ck=os.path.join(case, "_ckpt")):  # noqa: B008 (binds this case)
                     return parquet_rows(ck, skip_pending=True)
+
             first = self.run_and_kill(mode, case, durable, threshold, flush)
             with open(os.path.join(case, "processed.log")) as f:
                 lines = [line.split() for line in f]
@@ -440,9 +492,13 @@ class Bench:
                 lines = [line.split() for line in f]
             run1 = {i for p, i in lines if p == "run1"}
             run2 = [i for p, i in lines if p == "run2"]
-            res[label] = {"first": first, "second": second, "rerun_processed": len(run2),
-                          "rework": sum(1 for i in run2 if i in run1),
-                          "total_processed": len(run1) + len(run2)}
+            res[label] = {
+                "first": first,
+                "second": second,
+                "rerun_processed": len(run2),
+                "rework": sum(1 for i in run2 if i in run1),
+                "total_processed": len(run1) + len(run2),
+            }
         return res
 
     def checks(self) -> dict:
@@ -463,6 +519,7 @@ class Bench:
 
 
 # --------------------------------------------------------------------------- report
+
 
 def _fmt_times(xs: list[float]) -> str:
     if len(xs) == 1:
@@ -500,28 +557,39 @@ def report(args, clean: dict, kill: dict, chk: dict, total_s: float) -> str:
         clean_ok = "yes" if all(_ok(x).startswith("yes") for x in c["checks"]) else _ok(c["checks"][0])
         if label in kill:
             k = kill[label]
-            kcols = (f"{k['first']['durable_at_kill']} | {k['first']['processed_before_kill']} | "
-                     f"{k['rerun_processed']} | {k['rework']} | {k['second']['job_s']:.2f} | {_ok(k['second']['check'])}")
+            kcols = (
+                f"{k['first']['durable_at_kill']} | {k['first']['processed_before_kill']} | "
+                f"{k['rerun_processed']} | {k['rework']} | {k['second']['job_s']:.2f} | {_ok(k['second']['check'])}"
+            )
         else:
             kcols = f"- | - | {n} (no resume: everything) | - | - | -"
         lines.append(f"| {label} | {_fmt_times(c['job_s'])} | {_fmt_times(c['process_s'])} | {clean_ok} | {kcols} |")
-    lines += ["", "Durable = rows in complete chunk files (A) or in committed checkpoint files (B) when the poller "
-              "fired SIGKILL at the driver. Processed = rows the map stage finished (logged by the stage). "
-              "Rework = rows the rerun processed that had already been processed before the kill."]
+    lines += [
+        "",
+        "Durable = rows in complete chunk files (A) or in committed checkpoint files (B) when the poller "
+        "fired SIGKILL at the driver. Processed = rows the map stage finished (logged by the stage). "
+        "Rework = rows the rerun processed that had already been processed before the kill.",
+    ]
     for label, k in kill.items():
         if "pending_after_kill" in k["first"]:
             f = k["first"]
-            lines.append(f"- {label}: once the killed job's processes were gone, {f['committed_after_kill']} committed "
-                         f"checkpoint rows, {f['pending_after_kill']} pending checkpoint(s), {f['out_rows_after_kill']} "
-                         "rows in output files (tasks already running finish after the driver's death); the rerun's "
-                         "job time includes loading the checkpoint and starting the filter actor; warnings: "
-                         f"{k['second'].get('warnings') or 'none'}")
+            lines.append(
+                f"- {label}: once the killed job's processes were gone, {f['committed_after_kill']} committed "
+                f"checkpoint rows, {f['pending_after_kill']} pending checkpoint(s), {f['out_rows_after_kill']} "
+                "rows in output files (tasks already running finish after the driver's death); the rerun's "
+                "job time includes loading the checkpoint and starting the filter actor; warnings: "
+                f"{k['second'].get('warnings') or 'none'}"
+            )
         else:
-            lines.append(f"- {label}: the rerun dropped {k['second']['skipped_inputs']} inputs (already in chunks) "
-                         "before building the dataset")
+            lines.append(
+                f"- {label}: the rerun dropped {k['second']['skipped_inputs']} inputs (already in chunks) "
+                "before building the dataset"
+            )
     left = [n for k in kill.values() for n in k["first"]["leftover_killed"]]
-    lines.append(f"- Ray processes of a SIGKILLed driver still alive 60 s later (then killed by pid here): {len(left)}"
-                 + (f" ({', '.join(left)})" if left else ""))
+    lines.append(
+        f"- Ray processes of a SIGKILLed driver still alive 60 s later (then killed by pid here): {len(left)}"
+        + (f" ({', '.join(left)})" if left else "")
+    )
 
     c = chk
     m = c["items"]
@@ -533,7 +601,7 @@ def report(args, clean: dict, kill: dict, chk: dict, total_s: float) -> str:
         f"## 3. CheckpointConfig checks ({m} items, each observed in this run)",
         "",
         f"- **Driver consumes with `iter_batches`: no checkpointing.** read_parquet -> map_batches -> iter_batches with "
-        f"checkpoint_config set: warning \"checkpointing will be disabled\" emitted: {it['warned_disabled']}; "
+        f'checkpoint_config set: warning "checkpointing will be disabled" emitted: {it["warned_disabled"]}; '
         f"checkpoint files written: {it['ckpt_files']}. The planner only enables it when the last operator is a "
         "Write or StreamingSplit (ray/data/_internal/planner/planner.py, `_check_supports_checkpointing`).",
         f"- **`streaming_split` filters but never writes checkpoints.** With a checkpoint of the first {m // 2} ids in place "
@@ -559,7 +627,7 @@ def report(args, clean: dict, kill: dict, chk: dict, total_s: float) -> str:
         f"delete_checkpoint_on_success=False the second run processed {keep['second']['processed']} rows, output rows "
         f"{keep['out_rows']}.",
         "- **Completeness is not visible to the driver**: `write_parquet` returns nothing per row, so checking "
-        "\"every input exactly once\" before a commit marker means reading the output back (done in B's timing above), "
+        '"every input exactly once" before a commit marker means reading the output back (done in B\'s timing above), '
         "and the checkpoint directory is deleted on success by default, so it cannot serve as the record.",
         "",
         f"Whole benchmark: {total_s / 60:.1f} min.",
@@ -569,14 +637,19 @@ def report(args, clean: dict, kill: dict, chk: dict, total_s: float) -> str:
 
 # --------------------------------------------------------------------------- main
 
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", default="/tmp/resume_bench/results.md", help="markdown results file")
     p.add_argument("--workdir", default="/tmp/resume_bench", help="all temporary outputs go here")
     p.add_argument("--items", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--sleep-per-row", type=float, default=0.02)
-    p.add_argument("--flush-rows", default="8,64", help="ChunkWriter flush_rows values to compare (64 is the project default)")
+    p.add_argument(
+        "--flush-rows", default="8,64", help="ChunkWriter flush_rows values to compare (64 is the project default)"
+    )
     p.add_argument("--flush-seconds", type=float, default=30.0)
     p.add_argument("--repeats", type=int, default=2, help="clean runs per variant")
     p.add_argument("--check-items", type=int, default=40, help="items for the CheckpointConfig checks")

@@ -42,9 +42,18 @@ def main() -> None:
         model.enhance_chunk(chunk, None, torch.Generator().manual_seed(0))
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         calls = model.config.calls_per_chunk
-        rows.append({"num_e": num_e, "num_em": num_em, "nbatch": nbatch, "calls_per_clip": calls,
-                     "gflop_per_audio_s": round(gflop_call * calls, 1), "gflop_per_call_per_audio_s": round(gflop_call / nbatch, 3),
-                     "x_rt_wall": round(wall / args.seconds, 2), "x_rt_cpu": round(cpu / args.seconds, 2)})
+        rows.append(
+            {
+                "num_e": num_e,
+                "num_em": num_em,
+                "nbatch": nbatch,
+                "calls_per_clip": calls,
+                "gflop_per_audio_s": round(gflop_call * calls, 1),
+                "gflop_per_call_per_audio_s": round(gflop_call / nbatch, 3),
+                "x_rt_wall": round(wall / args.seconds, 2),
+                "x_rt_cpu": round(cpu / args.seconds, 2),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
 

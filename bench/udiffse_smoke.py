@@ -28,7 +28,9 @@ from pipeline.train.steps import list_audio, load_corpus, split_corpus  # noqa: 
 
 
 def segments(signals: list[np.ndarray], count: int, length: int, rng: np.random.Generator) -> torch.Tensor:
-    return torch.from_numpy(np.stack([active_crop(signals[rng.integers(len(signals))], length, rng) for _ in range(count)])).float()
+    return torch.from_numpy(
+        np.stack([active_crop(signals[rng.integers(len(signals))], length, rng) for _ in range(count)])
+    ).float()
 
 
 def network_gflop_per_audio_second(model: UDiffSE, seconds: float = 4.0) -> float:
@@ -46,7 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clean-uri", default="../shared/corpora/clean")
     ap.add_argument("--noise-uri", default="../shared/corpora/noise")
-    ap.add_argument("--noise-key", default="air_conditioner.flac", help="the noise of the enhance check (never used in training)")
+    ap.add_argument(
+        "--noise-key", default="air_conditioner.flac", help="the noise of the enhance check (never used in training)"
+    )
     ap.add_argument("--train-files", type=int, default=200)
     ap.add_argument("--train-seconds", type=float, default=150.0)
     ap.add_argument("--batch", type=int, default=4)
@@ -75,10 +79,26 @@ def main() -> None:
     def held_loss() -> float:
         model.eval()
         with torch.no_grad():
-            return float(np.mean([udiffse_loss(model, None, held_batch, loss_config, torch.Generator().manual_seed(100 + i))[1]["total"] for i in range(4)]))
+            return float(
+                np.mean(
+                    [
+                        udiffse_loss(model, None, held_batch, loss_config, torch.Generator().manual_seed(100 + i))[1][
+                            "total"
+                        ]
+                        for i in range(4)
+                    ]
+                )
+            )
 
-    record = {"params": sum(p.numel() for p in model.parameters()), "gflop_per_call_per_audio_s": network_gflop_per_audio_second(model), "train_files": len(train), "held_files": len(held),
-              "held_speakers_example": held_keys[:3], "noise_files_in_training": 0, "held_dsm_before": held_loss()}
+    record = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "gflop_per_call_per_audio_s": network_gflop_per_audio_second(model),
+        "train_files": len(train),
+        "held_files": len(held),
+        "held_speakers_example": held_keys[:3],
+        "noise_files_in_training": 0,
+        "held_dsm_before": held_loss(),
+    }
     optimiser = torch.optim.Adam(model.trainable_parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(0)
     start, step, curve = time.perf_counter(), 0, []
@@ -91,8 +111,14 @@ def main() -> None:
         optimiser.step()
         step += 1
         curve.append(parts["total"])
-    record.update(steps=step, train_wall_s=time.perf_counter() - start, s_per_step=(time.perf_counter() - start) / step,
-                  train_loss_first10=float(np.mean(curve[:10])), train_loss_last10=float(np.mean(curve[-10:])), held_dsm_after=held_loss())
+    record.update(
+        steps=step,
+        train_wall_s=time.perf_counter() - start,
+        s_per_step=(time.perf_counter() - start) / step,
+        train_loss_first10=float(np.mean(curve[:10])),
+        train_loss_last10=float(np.mean(curve[-10:])),
+        held_dsm_after=held_loss(),
+    )
 
     # Enhance: a held-out speaker in a noise the prior never saw (training used none).
     model.eval()
@@ -103,7 +129,11 @@ def main() -> None:
     noisy, clean = mix_at_snr(clean, noise, args.snr_db)[0], clean
     record["si_sdr_noisy_db"] = si_sdr_db(clean, noisy)
     runs = {}
-    for name, overrides in {"fast (10,3,1)": {}, "(10,1,1)": dict(num_em=1), "paper (30,5,2)": dict(num_e=30, num_em=5, nbatch=2)}.items():
+    for name, overrides in {
+        "fast (10,3,1)": {},
+        "(10,1,1)": dict(num_em=1),
+        "paper (30,5,2)": dict(num_e=30, num_em=5, nbatch=2),
+    }.items():
         if name.startswith("paper") and args.mixture_seconds > 4:
             continue
         m = UDiffSE(UDiffSEConfig(**overrides)).eval()
@@ -111,9 +141,12 @@ def main() -> None:
         t0 = time.perf_counter()
         out, stats = enhance_clip(m, torch.from_numpy(noisy).float(), torch.Generator().manual_seed(0))
         wall = time.perf_counter() - t0
-        runs[name] = {"calls_per_clip": m.config.calls_per_chunk, "x_real_time": wall / args.mixture_seconds,
-                      "si_sdr_db": si_sdr_db(clean, out.numpy()),
-                      "stats": {k: [round(float(x), 3) for x in v.reshape(-1)] for k, v in stats[0].items()}}
+        runs[name] = {
+            "calls_per_clip": m.config.calls_per_chunk,
+            "x_real_time": wall / args.mixture_seconds,
+            "si_sdr_db": si_sdr_db(clean, out.numpy()),
+            "stats": {k: [round(float(x), 3) for x in v.reshape(-1)] for k, v in stats[0].items()},
+        }
     record["enhance"] = runs
     text = json.dumps(record, indent=1)
     print(text)

@@ -60,34 +60,73 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nightly", help="process only what is new or changed since the last night; keeps a ledger")
     _flags(p, denoise_flags("run id (default: today's UTC date, so a scheduler's retry is the same run)"))
-    p.add_argument("--reprocess-stale", action="store_true", help="also redo inputs whose result came from another model or config")
-    p.add_argument("--prune", action="store_true", help="delete the outputs of inputs that are gone from the input prefix")
-    p.add_argument("--max-attempts", type=int, default=3, help="stop retrying an unchanged input after this many failures")
-    p.add_argument("--dry-run", action="store_true", help="show the plan (new, changed, retry, stale, gone) and stop: no run, no writes")
+    p.add_argument(
+        "--reprocess-stale", action="store_true", help="also redo inputs whose result came from another model or config"
+    )
+    p.add_argument(
+        "--prune", action="store_true", help="delete the outputs of inputs that are gone from the input prefix"
+    )
+    p.add_argument(
+        "--max-attempts", type=int, default=3, help="stop retrying an unchanged input after this many failures"
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the plan (new, changed, retry, stale, gone) and stop: no run, no writes",
+    )
 
     p = sub.add_parser("evaluate", help="score models and baselines on paired clean/noisy corpora")
     _flags(p, evaluate_flags())
-    p.add_argument("--models", help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
-                   "deepfilternet3,rnnoise,noisy,spectral_gating,wiener (peers and baselines)")
+    p.add_argument(
+        "--models",
+        help="comma-separated: diffgmm,aigd (shipped models), LABEL=CHECKPOINT, "
+        "deepfilternet3,rnnoise,noisy,spectral_gating,wiener (peers and baselines)",
+    )
 
-    p = sub.add_parser("train", help="train a model of the family (the recipe's model_name) from a recipe: Ray Train (TorchTrainer) or one local process")
+    p = sub.add_parser(
+        "train",
+        help="train a model of the family (the recipe's model_name) from a recipe: Ray Train (TorchTrainer) or one local process",
+    )
     _flags(p, TRAIN_FLAGS)
-    p.add_argument("--executor", choices=("ray", "local"), default="ray",
-                   help="ray: Ray Train workers fed by Ray Data; local: this process only, no Ray (CPU or one GPU)")
+    p.add_argument(
+        "--executor",
+        choices=("ray", "local"),
+        default="ray",
+        help="ray: Ray Train workers fed by Ray Data; local: this process only, no Ray (CPU or one GPU)",
+    )
     p.add_argument("--device", default="auto", help="local executor only: auto, cpu, cuda")
 
-    p = sub.add_parser("query", help="SQL over every committed run under an output prefix (views: clips, latest, evals, runs, ledger)")
+    p = sub.add_parser(
+        "query", help="SQL over every committed run under an output prefix (views: clips, latest, evals, runs, ledger)"
+    )
     p.add_argument("output_uri", help="the output prefix a denoise/evaluate job wrote (local path or s3://…)")
-    p.add_argument("sql", nargs="?", help="DuckDB SQL over the views clips, latest, evals, runs, ledger "
-                   "(anywhere among the flags); default: one row per run")
+    p.add_argument(
+        "sql",
+        nargs="?",
+        help="DuckDB SQL over the views clips, latest, evals, runs, ledger "
+        "(anywhere among the flags); default: one row per run",
+    )
     named = p.add_mutually_exclusive_group()
-    named.add_argument("--worst", type=int, metavar="N", help="the N worst clips of a run (--run-id, default the newest) by --metric")
+    named.add_argument(
+        "--worst", type=int, metavar="N", help="the N worst clips of a run (--run-id, default the newest) by --metric"
+    )
     named.add_argument("--errors", action="store_true", help="error rows counted by kind (latest results, or --run-id)")
     named.add_argument("--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="per-clip metrics of two runs and B − A")
-    named.add_argument("--model-stats", action="store_true",
-                       help="each model's own per-clip stats (gmm_nll, image_ssim, …) of a run (--run-id, default the newest denoise run)")
-    named.add_argument("--noise-profile", action="store_true", help="per folder: removed noise, DiffGMM's mean mixture occupancy, UDiffSE's NMF noise fingerprint (octave levels, dominant Hz, EM NLL)")
-    p.add_argument("--metric", default="pesq_wb", help="with --worst (default pesq_wb; e.g. dnsmos_ovrl, removed_noise_db, gmm_nll)")
+    named.add_argument(
+        "--model-stats",
+        action="store_true",
+        help="each model's own per-clip stats (gmm_nll, image_ssim, …) of a run (--run-id, default the newest denoise run)",
+    )
+    named.add_argument(
+        "--noise-profile",
+        action="store_true",
+        help="per folder: removed noise, DiffGMM's mean mixture occupancy, UDiffSE's NMF noise fingerprint (octave levels, dominant Hz, EM NLL)",
+    )
+    p.add_argument(
+        "--metric",
+        default="pesq_wb",
+        help="with --worst (default pesq_wb; e.g. dnsmos_ovrl, removed_noise_db, gmm_nll)",
+    )
     p.add_argument("--run-id", help="with --worst/--errors/--model-stats: which run")
     p.add_argument("--depth", type=int, default=1, help="with --noise-profile: key segments that make a folder")
     p.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")

@@ -36,6 +36,8 @@ def run(args) -> int:
         target = os.path.join(args.output_dir, os.path.basename(path))
         storage.write_bytes(target, encode(enhanced, audio.sample_rate, audio.format, audio.subtype))
         seconds = time.perf_counter() - start
-        print(f"ok     {path} -> {target}  {audio.duration_seconds:.2f} s audio in {seconds:.2f} s{format_stats(stats)}")
+        print(
+            f"ok     {path} -> {target}  {audio.duration_seconds:.2f} s audio in {seconds:.2f} s{format_stats(stats)}"
+        )
     print(f"{len(args.inputs) - failures} enhanced, {failures} failed, model {loaded.model_id}")
     return 1 if failures else 0

@@ -16,19 +16,31 @@ def run(args) -> int:
     if result.get("dry_run"):
         plan = result["plan"]
         todo = sum(len(plan[r]) for r in ("new", "changed", "retry", "stale"))
-        print(f"dry run {result['run_id']}: {todo} would be processed ({counts['new']} new, {counts['changed']} changed, "
-              f"{counts['retry']} to retry, {counts['stale']} stale), {counts['unchanged']} unchanged, "
-              f"{counts['deleted']} gone from the input")
-        lines = [f"  {reason} {key}" for reason in ("new", "changed", "retry", "stale", "deleted") for key in plan[reason]]
+        print(
+            f"dry run {result['run_id']}: {todo} would be processed ({counts['new']} new, {counts['changed']} changed, "
+            f"{counts['retry']} to retry, {counts['stale']} stale), {counts['unchanged']} unchanged, "
+            f"{counts['deleted']} gone from the input"
+        )
+        lines = [
+            f"  {reason} {key}" for reason in ("new", "changed", "retry", "stale", "deleted") for key in plan[reason]
+        ]
         print("\n".join(lines[:50]) + (f"\n  … and {len(lines) - 50} more" if len(lines) > 50 else ""))
         return 0
-    print(f"nightly {result['run_id']}: {counts['new']} new, {counts['changed']} changed, {counts['retry']} to retry, "
-          f"{counts['stale']} stale, {counts['unchanged']} unchanged, {counts['deleted']} gone from the input")
+    print(
+        f"nightly {result['run_id']}: {counts['new']} new, {counts['changed']} changed, {counts['retry']} to retry, "
+        f"{counts['stale']} stale, {counts['unchanged']} unchanged, {counts['deleted']} gone from the input"
+    )
     if result.get("already_committed"):
         pending = result["pending"]
-        print(f"run {result['run_id']} was already committed; outputs unchanged"
-              + (f". {pending} inputs are new or changed since: they go into the next run "
-                 f"(tomorrow, or now with --run-id <another id>)" if pending else ""))
+        print(
+            f"run {result['run_id']} was already committed; outputs unchanged"
+            + (
+                f". {pending} inputs are new or changed since: they go into the next run "
+                f"(tomorrow, or now with --run-id <another id>)"
+                if pending
+                else ""
+            )
+        )
     elif result.get("nothing_new"):
         print("nothing new: no run was started")
     else:
@@ -40,7 +52,9 @@ def run(args) -> int:
     if result["bad_content"]:
         print(f"not retried (the file itself is bad; replace it to retry): {', '.join(result['bad_content'])}")
     if result["deleted"]:
-        action = f"pruned {result.get('pruned_outputs', 0)} outputs" if args.prune else "outputs kept (--prune deletes them)"
+        action = (
+            f"pruned {result.get('pruned_outputs', 0)} outputs" if args.prune else "outputs kept (--prune deletes them)"
+        )
         print(f"gone from the input: {', '.join(result['deleted'])}{' …' if counts['deleted'] > 20 else ''}; {action}")
     ran = not result.get("nothing_new")  # "nothing new" created no run folder: naming one would mislead
     print(f"ledger: {result['ledger_rows']} inputs" + (f"; outputs: {result['run_uri']}" if ran else ""))

@@ -35,12 +35,20 @@ def empty_worst_hint(results, run, metric: str) -> str:
     from pipeline.reporting import queries
 
     table = results.run_table(run)
-    present = [m for m in queries.METRIC_DIRECTION if m in table.column_names
-               and any(v is not None and math.isfinite(v) for v in table.column(m).to_pylist())]
-    why = (" (PESQ, SI-SDR and STOI need a clean reference: denoise --reference PREFIX)"
-           if metric in S.QUALITY_COLUMNS else "")
-    return (f"no ok clip of run {run.run_id} has a {metric} value{why}; metrics with values in this run: "
-            f"{', '.join(present) or 'none'} (--metric NAME)")
+    present = [
+        m
+        for m in queries.METRIC_DIRECTION
+        if m in table.column_names and any(v is not None and math.isfinite(v) for v in table.column(m).to_pylist())
+    ]
+    why = (
+        " (PESQ, SI-SDR and STOI need a clean reference: denoise --reference PREFIX)"
+        if metric in S.QUALITY_COLUMNS
+        else ""
+    )
+    return (
+        f"no ok clip of run {run.run_id} has a {metric} value{why}; metrics with values in this run: "
+        f"{', '.join(present) or 'none'} (--metric NAME)"
+    )
 
 
 def _arrow(relation):
@@ -63,7 +71,9 @@ def render(table, fmt: str) -> bytes:
         return frame.to_json(orient="records", indent=1, date_format="iso", default_handler=str).encode() + b"\n"
     import pandas as pd
 
-    with pd.option_context("display.max_rows", 500, "display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
+    with pd.option_context(
+        "display.max_rows", 500, "display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60
+    ):
         text = frame.to_string(index=False) + f"\n({len(frame)} rows)" if len(frame) else "(no rows)"
     return (text + "\n").encode()
 

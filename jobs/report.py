@@ -15,8 +15,14 @@ def run(args) -> int:
     storage_config = storage.StorageConfig(endpoint_url=args.endpoint_url)
     results = Results(args.output_uri, storage_config)
     config = ReportConfig(clips=args.clips, excerpt_seconds=args.excerpt_seconds)
-    with tqdm(total=report_steps(results, args.run_id, args.against, config), desc="report", unit="step",
-              file=sys.stderr, disable=None) as bar:
+    with tqdm(
+        total=report_steps(results, args.run_id, args.against, config),
+        desc="report",
+        unit="step",
+        file=sys.stderr,
+        disable=None,
+    ) as bar:
+
         def progress(step: str) -> None:
             bar.set_postfix_str(step[:40])
             bar.update()

@@ -24,5 +24,7 @@ def run(args) -> int:
         result = run_train(config, run_info)
     metrics = {k: v for k, v in (result["metrics"] or {}).items() if isinstance(v, (int, float))}
     print(json.dumps(metrics, indent=2, default=str))
-    print(f"checkpoints: {result['run_uri']} (best.pt, last.pt); export with: diffgmm export {result['run_uri']}/best.pt model.pt")
+    print(
+        f"checkpoints: {result['run_uri']} (best.pt, last.pt); export with: diffgmm export {result['run_uri']}/best.pt model.pt"
+    )
     return 0

@@ -106,7 +106,9 @@ class AIGDConfig:
             hop = min(max(1, length // self.image_width), (self.win_length or self.n_fft) // 2)
         else:
             hop = self.hop_length
-        return STFTConfig(n_fft=self.n_fft, hop_length=hop, compress=self.compress, window=self.window, win_length=self.win_length)
+        return STFTConfig(
+            n_fft=self.n_fft, hop_length=hop, compress=self.compress, window=self.window, win_length=self.win_length
+        )
 
 
 @dataclass
@@ -240,7 +242,9 @@ class AIGD(nn.Module):
         # Digital silence has nothing to remove: pass it through exactly (biases would leave a floor).
         silent = (noisy == 0).all(dim=-1, keepdim=True)
         final = torch.where(silent, torch.zeros_like(final), final)
-        return AIGDOutput(enhanced=final * scale, final=final, scale=scale, image_in=image_in, image_out=image_out, stft=geometry)
+        return AIGDOutput(
+            enhanced=final * scale, final=final, scale=scale, image_in=image_in, image_out=image_out, stft=geometry
+        )
 
     @torch.inference_mode()
     def enhance(

@@ -59,8 +59,9 @@ class BandedConfig:
     bin_hidden: int = 12
 
     def __post_init__(self) -> None:
-        require_at_least_one(self, ("channels", "depth", "kernel_size", "stride", "groups", "band_channels", "bin_hidden"),
-                             "banded.")
+        require_at_least_one(
+            self, ("channels", "depth", "kernel_size", "stride", "groups", "band_channels", "bin_hidden"), "banded."
+        )
         if self.bottleneck_blocks < 0:
             raise ValueError(f"banded.bottleneck_blocks must be >= 0, got {self.bottleneck_blocks}")
         if self.bands < 2:

@@ -57,7 +57,15 @@ def _unfold(x: torch.Tensor) -> torch.Tensor:
 class ComplexConv2d(nn.Module):
     """Complex 2D convolution, ``in_channels`` → ``out_channels`` complex channels (see the module docstring)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, mode: str = "complex") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        mode: str = "complex",
+    ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"complex mode must be one of {MODES}, got {mode!r}")

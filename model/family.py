@@ -89,7 +89,9 @@ def input_unit(model: Any) -> str:
     """The model's input unit ("windows" unless it says otherwise); raises on an unknown one."""
     unit = getattr(model, "input_unit", "windows")
     if unit not in INPUT_UNITS:
-        raise ValueError(f"model {getattr(model, 'name', model)!r}: input_unit must be one of {INPUT_UNITS}, got {unit!r}")
+        raise ValueError(
+            f"model {getattr(model, 'name', model)!r}: input_unit must be one of {INPUT_UNITS}, got {unit!r}"
+        )
     return unit
 
 

@@ -53,7 +53,9 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> torch.Te
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor, y: torch.Tensor, data_range: torch.Tensor, size: int = 11, sigma: float = 1.5
+) -> torch.Tensor:
     """Mean SSIM of each image pair; x, y (batch, H, W) float, data_range (batch,) > 0 → (batch,).
 
     Valid (unpadded) Gaussian filtering as in Wang et al.; images smaller than
@@ -85,7 +87,9 @@ def complex_ssim(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tenso
     return torch.stack([ssim(e, r, image_range(r)).abs() for e, r in parts]).mean(dim=0)
 
 
-def bounded_sdr_loss(estimate: torch.Tensor, target: torch.Tensor, upper_db: float = 30.0, eps: float = 1e-8) -> torch.Tensor:
+def bounded_sdr_loss(
+    estimate: torch.Tensor, target: torch.Tensor, upper_db: float = 30.0, eps: float = 1e-8
+) -> torch.Tensor:
     """Per example upper − min(SDR, upper) in dB, (batch, samples) → (batch,); ≥ 0, zero once SDR ≥ upper."""
     sdr = 10.0 * torch.log10((target.square().sum(-1) + eps) / ((estimate - target).square().sum(-1) + eps))
     return upper_db - sdr.clamp(max=upper_db)
@@ -101,6 +105,11 @@ def aigd_loss(out, clean: torch.Tensor, config: AIGDLossConfig) -> tuple[torch.T
     mag = (out.image_out.abs() - target_image.abs()).square().mean()
     image = config.l2_weight * l2 + config.ssim_weight * ssim_loss + config.mag_weight * mag
     total = config.alpha * image + (1.0 - config.alpha) * sdr / config.sdr_scale_db
-    parts = {"cl2": float(l2.detach()), "ssim_loss": float(ssim_loss.detach()), "mag": float(mag.detach()),
-             "sdr_loss_db": float(sdr.detach()), "total": float(total.detach())}
+    parts = {
+        "cl2": float(l2.detach()),
+        "ssim_loss": float(ssim_loss.detach()),
+        "mag": float(mag.detach()),
+        "sdr_loss_db": float(sdr.detach()),
+        "total": float(total.detach()),
+    }
     return total, parts

@@ -88,9 +88,25 @@ MODELS: dict[str, ModelSpec] = {
     "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss, sampler_fields=("num_steps",)),
     # Clip-level, clean-only score prior (shipped: train-udiffse.yaml, docs/model.md "UDiffSE").
     "udiffse": ModelSpec(
-        UDiffSE, UDiffSEConfig, UDiffSELossConfig, udiffse_loss, "udiffse-default.pt", training_data="clean",
-        sampler_fields=("num_e", "num_em", "nbatch", "snr", "t_eps", "likelihood_every", "likelihood_weight",
-                        "skip_first_likelihood", "nmf_rank", "nmf_floor", "chunk_seconds"),
+        UDiffSE,
+        UDiffSEConfig,
+        UDiffSELossConfig,
+        udiffse_loss,
+        "udiffse-default.pt",
+        training_data="clean",
+        sampler_fields=(
+            "num_e",
+            "num_em",
+            "nbatch",
+            "snr",
+            "t_eps",
+            "likelihood_every",
+            "likelihood_weight",
+            "skip_first_likelihood",
+            "nmf_rank",
+            "nmf_floor",
+            "chunk_seconds",
+        ),
     ),
 }
 

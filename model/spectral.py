@@ -46,7 +46,9 @@ class STFTConfig:
         if not 0 <= self.win_length <= self.n_fft:
             raise ValueError(f"win_length must be in [0, n_fft={self.n_fft}], got {self.win_length}")
         if 2 * self.hop_length > self.window_length:
-            raise ValueError(f"hop_length {self.hop_length} must be at most half the window ({self.window_length}) to invert exactly")
+            raise ValueError(
+                f"hop_length {self.hop_length} must be at most half the window ({self.window_length}) to invert exactly"
+            )
 
     @property
     def bins(self) -> int:
@@ -76,15 +78,27 @@ def stft(x: torch.Tensor, config: STFTConfig) -> torch.Tensor:
     if x.shape[-1] < config.n_fft:
         x = torch.nn.functional.pad(x, (0, config.n_fft - x.shape[-1]))
     return torch.stft(
-        x, config.n_fft, config.hop_length, config.window_length, window=_window(config, x),
-        center=True, pad_mode="constant", return_complex=True,
+        x,
+        config.n_fft,
+        config.hop_length,
+        config.window_length,
+        window=_window(config, x),
+        center=True,
+        pad_mode="constant",
+        return_complex=True,
     )
 
 
 def istft(spec: torch.Tensor, config: STFTConfig, length: int) -> torch.Tensor:
     """(batch, bins, frames) complex → (batch, length) float32; the inverse of :func:`stft`."""
     return torch.istft(
-        spec, config.n_fft, config.hop_length, config.window_length, window=_window(config, spec.real), center=True, length=length
+        spec,
+        config.n_fft,
+        config.hop_length,
+        config.window_length,
+        window=_window(config, spec.real),
+        center=True,
+        length=length,
     )
 
 

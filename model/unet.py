@@ -85,7 +85,8 @@ class UNet1d(nn.Module):
             self.encoders.append(_Encoder(chin, ch, kernel_size, stride, groups))
             # Decoders are built outermost-first and applied in reverse.
             self.decoders.insert(
-                0, _Decoder(ch, out_channels if level == 0 else chin, kernel_size, stride, last=level == 0, groups=groups)
+                0,
+                _Decoder(ch, out_channels if level == 0 else chin, kernel_size, stride, last=level == 0, groups=groups),
             )
             widths.append(ch)
             chin, ch = ch, int(round(ch * growth))

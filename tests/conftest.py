@@ -76,7 +76,6 @@ class IdentityModel(ParameterFreeFamily):
     class config:  # noqa: N801 - mimics a dataclass instance attribute
         sample_rate = 16000
 
-
     def enhance(self, windows, generator=None):
         import torch
 
@@ -91,8 +90,20 @@ def identity_model() -> IdentityModel:
 
 TINY_CONFIG = dict(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2)
 # The STFT representation at test size: 33 bins, 16 channels over frames.
-SMALL_STFT_CONFIG = dict(representation="stft", n_fft=64, hop_length=32, hidden_channels=16, depth=2, growth=1.0,
-                         kernel_size=4, stride=2, bottleneck_blocks=1, feature_channels=16, num_steps=2, num_components=3)
+SMALL_STFT_CONFIG = dict(
+    representation="stft",
+    n_fft=64,
+    hop_length=32,
+    hidden_channels=16,
+    depth=2,
+    growth=1.0,
+    kernel_size=4,
+    stride=2,
+    bottleneck_blocks=1,
+    feature_channels=16,
+    num_steps=2,
+    num_components=3,
+)
 
 
 def noisy_tone(seconds: int = 3):

@@ -193,7 +193,9 @@ def test_the_aigd_recipe_parses_and_its_model_fits_the_budget():
     from pipeline.train.configs import TrainConfig
 
     recipe = load_yaml(TrainConfig, str(RECIPE))
-    assert recipe.model_name == "aigd" and isinstance(recipe.model, AIGDConfig) and isinstance(recipe.loss, AIGDLossConfig)
+    assert (
+        recipe.model_name == "aigd" and isinstance(recipe.model, AIGDConfig) and isinstance(recipe.loss, AIGDLossConfig)
+    )
     params = sum(p.numel() for p in AIGD(recipe.model).parameters())
     size_mb = params * 4 / 1e6
     assert size_mb < 20, f"the shipped AIGD must stay below 20 MB, this recipe gives {size_mb:.1f} MB"
@@ -215,7 +217,9 @@ def tiny_aigd_checkpoint(tmp_path_factory) -> str:
 
 
 @pytest.mark.slow
-def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_path, tiny_aigd_checkpoint, tiny_checkpoint, capsys):
+def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(
+    ray_local, tmp_path, tiny_aigd_checkpoint, tiny_checkpoint, capsys
+):
     import json
     import os
 
@@ -239,8 +243,12 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
         f.write(b"RIFF....WAVEjunk")
 
     # Denoise with the AIGD checkpoint: its stats land in the model_stats map, DiffGMM's columns stay empty.
-    config = DenoiseConfig(input_uri=f"{root}/noisy", output_uri=f"{root}/out", run_id="a1",
-                           model=ModelStageConfig(checkpoint_uri=tiny_aigd_checkpoint))
+    config = DenoiseConfig(
+        input_uri=f"{root}/noisy",
+        output_uri=f"{root}/out",
+        run_id="a1",
+        model=ModelStageConfig(checkpoint_uri=tiny_aigd_checkpoint),
+    )
     run_denoise(config)
     rows = {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(f"{root}/out", "a1").clips_uri).to_pylist()}
     assert set(rows) == {"c0.wav", "c1.wav", "broken.wav"} and rows["broken.wav"][S.STATUS] == "error"
@@ -257,17 +265,28 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
     from jobs.cli import main
     from pipeline.reporting.report import model_stat_values
 
-    assert main(["report", f"{root}/out", "--out", f"{root}/report.html", "--clips", "1", "--excerpt-seconds", "1"]) == 0
+    assert (
+        main(["report", f"{root}/out", "--out", f"{root}/report.html", "--clips", "1", "--excerpt-seconds", "1"]) == 0
+    )
     page = open(f"{root}/report.html", encoding="utf-8").read()
     facts = re.findall(r'<p class="facts">(.*?)</p>', page)
-    assert len(facts) == 2 and all("image_ssim 0." in f and "gmm_nll" not in f for f in facts), facts  # one worst, one best
+    assert len(facts) == 2 and all("image_ssim 0." in f and "gmm_nll" not in f for f in facts), (
+        facts
+    )  # one worst, one best
     table = pq.read_table(RunPaths.of(f"{root}/out", "a1").clips_uri)
     assert list(model_stat_values(table)) == ["image_ssim"] and len(model_stat_values(table)["image_ssim"]) == 2
 
     # Two neural models and a baseline in one evaluation table, each with its own model id and stats.
     models = ("diffgmm", f"small_aigd={tiny_aigd_checkpoint}", "noisy")
-    evaluation = EvaluateConfig(clean_uri=f"{root}/clean", noisy_uri=f"{root}/noisy", output_uri=f"{root}/eval", run_id="e1",
-                                models=models, metrics=("si_sdr_db",), model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    evaluation = EvaluateConfig(
+        clean_uri=f"{root}/clean",
+        noisy_uri=f"{root}/noisy",
+        output_uri=f"{root}/eval",
+        run_id="e1",
+        models=models,
+        metrics=("si_sdr_db",),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     summary = run_evaluate(evaluation)
     df = pq.read_table(f"{root}/eval/runs/e1/clips").to_pandas()
     ok = df[df[S.STATUS] == "ok"]
@@ -276,7 +295,9 @@ def test_aigd_through_the_denoise_and_evaluate_jobs_on_real_ray(ray_local, tmp_p
     assert ok[ok[S.MODEL] == "diffgmm"][S.MODEL_ID].str.startswith("diffgmm-").all()
     aigd_stats = [dict(m) for m in ok[ok[S.MODEL] == "small_aigd"][S.MODEL_STATS]]
     gmm_stats = [dict(m) for m in ok[ok[S.MODEL] == "diffgmm"][S.MODEL_STATS]]
-    assert all("image_ssim" in m for m in aigd_stats) and all("gmm_nll" in m and "gmm_occupancy_0" in m for m in gmm_stats)
+    assert all("image_ssim" in m for m in aigd_stats) and all(
+        "gmm_nll" in m and "gmm_occupancy_0" in m for m in gmm_stats
+    )
     # The two neural models produced different audio (their scores differ), so the columns did not cross.
     by_model = ok.pivot(index=S.NOISY_KEY, columns=S.MODEL, values="si_sdr_db")
     assert (by_model["diffgmm"] - by_model["small_aigd"]).abs().max() > 1e-3
@@ -330,7 +351,10 @@ def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
     overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
     recipe = load_yaml(TrainConfig, str(RECIPE.parent / "train-aigd-stage2-mag.yaml"))
     assert load_yaml(TrainConfig, str(root / meta["recipe"]), overrides) == recipe
-    assert shipped.model.name == "aigd" and shipped.model.config == recipe.model == load_yaml(TrainConfig, str(RECIPE)).model
+    assert (
+        shipped.model.name == "aigd"
+        and shipped.model.config == recipe.model == load_yaml(TrainConfig, str(RECIPE)).model
+    )
     assert meta["step"] > 0 and Path(shipped.uri).stat().st_size < 20e6
 
 

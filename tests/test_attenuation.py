@@ -106,4 +106,7 @@ def test_the_cli_flag_sets_the_enhance_config_key(tmp_path):
     for command in ("denoise", "nightly"):
         cfg = config([command, "--input", str(tmp_path / "i"), "--output", str(tmp_path / "o"), "--atten-lim-db", "12"])
         assert cfg.model.enhance.atten_lim_db == 12.0
-    assert config(["denoise", "--input", str(tmp_path / "i"), "--output", str(tmp_path / "o")]).model.enhance.atten_lim_db is None
+    assert (
+        config(["denoise", "--input", str(tmp_path / "i"), "--output", str(tmp_path / "o")]).model.enhance.atten_lim_db
+        is None
+    )

@@ -38,9 +38,14 @@ def test_the_corpus_has_at_least_twenty_kinds_and_each_decodes_as_expected():
 def test_every_bad_input_gets_one_clear_row_and_the_rest_is_untouched(ray_local, tmp_path, tiny_checkpoint):
     root = str(tmp_path / "in")
     corpus = write_corpus(root, STREAM_SECONDS)
-    config = DenoiseConfig(input_uri=root, output_uri=str(tmp_path / "out"), run_id="bad", extensions=EXTENSIONS,
-                           stream=StreamConfig(stream_seconds=STREAM_SECONDS, probe_bytes=1024, block_seconds=0.5),
-                           model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    config = DenoiseConfig(
+        input_uri=root,
+        output_uri=str(tmp_path / "out"),
+        run_id="bad",
+        extensions=EXTENSIONS,
+        stream=StreamConfig(stream_seconds=STREAM_SECONDS, probe_bytes=1024, block_seconds=0.5),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     summary = run_denoise(config)
     rows = {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(str(tmp_path / "out"), "bad").clips_uri).to_pylist()}
     assert sorted(rows) == sorted(c.key for c in corpus), "exactly one row per input"

@@ -20,7 +20,9 @@ from pipeline.core.config import ConfigError, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # 33 bins (n_fft 64) into 8 bands, two subband groups: the test size.
-TINY_BANDED = dict(bands=8, channels=8, growth=2.0, depth=2, bottleneck_blocks=1, groups=2, band_channels=2, bin_hidden=4)
+TINY_BANDED = dict(
+    bands=8, channels=8, growth=2.0, depth=2, bottleneck_blocks=1, groups=2, band_channels=2, bin_hidden=4
+)
 SMALL_BANDED = DiffGMMConfig(**SMALL_STFT_CONFIG, backbone="banded", banded=BandedConfig(**TINY_BANDED))
 
 
@@ -154,7 +156,13 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     x = torch.randn(2, 3000)
     torch.testing.assert_close(loaded.enhance(x)[0], model.enhance(x)[0], atol=0, rtol=0)
     # A checkpoint whose banded section disagrees with its weights is refused with the reason.
-    wrong = dict(ckpt, model_config={**ckpt["model_config"], "banded": dataclasses.asdict(BandedConfig(**{**TINY_BANDED, "bin_hidden": 6}))})
+    wrong = dict(
+        ckpt,
+        model_config={
+            **ckpt["model_config"],
+            "banded": dataclasses.asdict(BandedConfig(**{**TINY_BANDED, "bin_hidden": 6})),
+        },
+    )
     with pytest.raises(ValueError, match="does not fit"):
         model_from_checkpoint(wrong)
 
@@ -164,10 +172,29 @@ def test_train_local_with_the_banded_backbone_then_enhance_loads_it(tmp_path, rn
     _corpus(root, rng)
     sets = [f"model.{k}={v}" for k, v in SMALL_STFT_CONFIG.items()]
     sets += ["model.backbone=banded", *[f"model.banded.{k}={v}" for k, v in TINY_BANDED.items()]]
-    sets += [f"storage_path={root}/runs", f"data.clean_uri={root}/clean", f"data.noise_uri={root}/noise",
-             "data.valid_pairs=1", "data.valid_segment_seconds=1.0", "mix.segment_seconds=0.5",
-             "optim.batch_size=2", "optim.steps_per_epoch=3", "optim.epochs=1", "optim.warmup_steps=1"]
-    argv = ["train", "--config", str(ROOT / "jobs/configs/train-default.yaml"), "--executor", "local", "--device", "cpu", "--name", "b"]
+    sets += [
+        f"storage_path={root}/runs",
+        f"data.clean_uri={root}/clean",
+        f"data.noise_uri={root}/noise",
+        "data.valid_pairs=1",
+        "data.valid_segment_seconds=1.0",
+        "mix.segment_seconds=0.5",
+        "optim.batch_size=2",
+        "optim.steps_per_epoch=3",
+        "optim.epochs=1",
+        "optim.warmup_steps=1",
+    ]
+    argv = [
+        "train",
+        "--config",
+        str(ROOT / "jobs/configs/train-default.yaml"),
+        "--executor",
+        "local",
+        "--device",
+        "cpu",
+        "--name",
+        "b",
+    ]
     for s in sets:
         argv += ["--set", s]
     from jobs.cli import main
@@ -179,8 +206,17 @@ def test_train_local_with_the_banded_backbone_then_enhance_loads_it(tmp_path, rn
     assert any(k.startswith("backbone.unet.") for k in last["state_dict"])
     clip = tmp_path / "noisy.wav"
     sf.write(clip, 0.1 * rng.standard_normal(16000).astype(np.float32), 16000)
-    out = diffgmm("enhance", str(clip), "--output-dir", str(tmp_path / "out"), "--checkpoint", str(best),
-                  "--device", "cpu", cwd=str(tmp_path))
+    out = diffgmm(
+        "enhance",
+        str(clip),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--checkpoint",
+        str(best),
+        "--device",
+        "cpu",
+        cwd=str(tmp_path),
+    )
     assert re.search(r"^1 enhanced, 0 failed, model ", out, re.M), out
     written, rate = sf.read(tmp_path / "out" / "noisy.wav")
     assert rate == 16000 and written.shape == (16000,) and np.isfinite(written).all()
@@ -207,8 +243,14 @@ def test_aigd_with_bands_runs_its_unet_on_bands_and_keeps_length():
     assert float((model.enhance(x)[0] - x).norm() / x.norm()) > 0.01
 
 
-@pytest.mark.parametrize("values, message", [(dict(bands=1), r"bands must be 0"), (dict(bands=65), r"in \[2, 64\]"),
-                                             (dict(bands=16, residual=False), r"needs residual")])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(bands=1), r"bands must be 0"),
+        (dict(bands=65), r"in \[2, 64\]"),
+        (dict(bands=16, residual=False), r"needs residual"),
+    ],
+)
 def test_aigd_config_rejects_bad_bands(values, message):
     from model import AIGDConfig
 

@@ -17,7 +17,10 @@ def _speech() -> tuple[np.ndarray, int]:
 def _lag(reference: np.ndarray, delayed: np.ndarray, max_lag: int) -> int:
     """The shift (samples) that best aligns ``delayed`` with ``reference``, by cross-correlation."""
     n = len(reference)
-    scores = [np.dot(reference[max_lag : n - max_lag], delayed[max_lag + k : n - max_lag + k]) for k in range(-max_lag, max_lag + 1)]
+    scores = [
+        np.dot(reference[max_lag : n - max_lag], delayed[max_lag + k : n - max_lag + k])
+        for k in range(-max_lag, max_lag + 1)
+    ]
     return int(np.argmax(scores)) - max_lag
 
 

@@ -29,7 +29,9 @@ def diffgmm(*argv: str, cwd: str, expect_rc: int = 0) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.run([str(CLI), *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == expect_rc, f"diffgmm {' '.join(argv)} → {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == expect_rc, (
+        f"diffgmm {' '.join(argv)} → {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc.stdout
 
 
@@ -56,8 +58,20 @@ def test_enhance_writes_every_good_file_and_names_the_bad_one(model, tmp_path, r
     sf.write(stereo, np.stack([sf.read(inputs[0])[0]] * 2, axis=1), 16000, subtype="PCM_24")
     bad = tmp_path / "in" / "corrupt.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 10)
-    out = diffgmm("enhance", *map(str, inputs), str(stereo), str(bad), "--output-dir", str(tmp_path / "out"),
-                  "--model", model, "--device", "cpu", cwd=str(tmp_path), expect_rc=1)
+    out = diffgmm(
+        "enhance",
+        *map(str, inputs),
+        str(stereo),
+        str(bad),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--model",
+        model,
+        "--device",
+        "cpu",
+        cwd=str(tmp_path),
+        expect_rc=1,
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_0.wav", "clip_1.wav", "stereo.flac"]
     for path in [*inputs, stereo]:
         written, rate = sf.read(tmp_path / "out" / path.name)
@@ -75,7 +89,9 @@ def test_enhance_runs_the_peer_by_name_at_the_files_own_rate(tmp_path, rng):
     from pipeline.quality.peers import deepfilternet3
 
     (path,) = _clips(tmp_path / "in", rng, n=1)
-    out = diffgmm("enhance", str(path), "--output-dir", str(tmp_path / "out"), "--model", "deepfilternet3", cwd=str(tmp_path))
+    out = diffgmm(
+        "enhance", str(path), "--output-dir", str(tmp_path / "out"), "--model", "deepfilternet3", cwd=str(tmp_path)
+    )
     written, rate = sf.read(tmp_path / "out" / path.name, dtype="float32")
     original, _ = sf.read(path, dtype="float32")
     assert rate == 16000 and written.shape == original.shape
@@ -91,7 +107,9 @@ def test_nightly_runs_each_shipped_model_then_finds_nothing_new(model, tmp_path,
     _clips(tmp_path / "in", rng)
     args = ("nightly", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", model)
     out = diffgmm(*args, "--run-id", "n1", cwd=str(tmp_path))
-    assert re.search(r"^nightly n1: 2 new, 0 changed", out, re.M) and re.search(r"^run n1: 2 clips \(2 ok, 0 errors\)", out, re.M), out
+    assert re.search(r"^nightly n1: 2 new, 0 changed", out, re.M) and re.search(
+        r"^run n1: 2 clips \(2 ok, 0 errors\)", out, re.M
+    ), out
     table = pq.read_table(tmp_path / "out" / "runs" / "n1" / "clips").to_pylist()
     assert {r["model_id"].rsplit("-", 1)[0] for r in table} == {model}
     assert all(FAMILY_STATS[model] in dict(r["model_stats"]) for r in table)

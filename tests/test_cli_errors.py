@@ -34,13 +34,31 @@ def inputs(tmp_path):
     "argv, message",
     [
         (["denoise", "--input", "{t}/missing", "--output", "{t}/out"], "input prefix does not exist"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "write.metricz=[pesq_wb]"], "unknown keys ['metricz']"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "write.metrics=[pesq_wbb]"], "unknown metrics ['pesq_wbb']"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "decode.channel_policy=left"], "channel_policy must be one of"),
+        (
+            ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "write.metricz=[pesq_wb]"],
+            "unknown keys ['metricz']",
+        ),
+        (
+            ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "write.metrics=[pesq_wbb]"],
+            "unknown metrics ['pesq_wbb']",
+        ),
+        (
+            ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "decode.channel_policy=left"],
+            "channel_policy must be one of",
+        ),
         (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--set", "actors.max_actors=-1"], "must be >= 0"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--checkpoint", "{t}/text.pt"], "checkpoint {t}/text.pt"),
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"], "not a shipped model (diffgmm, aigd, deepfilternet3)"),
-        (["evaluate", "--clean", "{t}/in", "--noisy", "{t}/in", "--output", "{t}/e", "--models", "diffgmm,rnnnoise"], "unknown models ['rnnnoise']"),
+        (
+            ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--checkpoint", "{t}/text.pt"],
+            "checkpoint {t}/text.pt",
+        ),
+        (
+            ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"],
+            "not a shipped model (diffgmm, aigd, deepfilternet3)",
+        ),
+        (
+            ["evaluate", "--clean", "{t}/in", "--noisy", "{t}/in", "--output", "{t}/e", "--models", "diffgmm,rnnnoise"],
+            "unknown models ['rnnnoise']",
+        ),
         (["train", "--config", "{t}/missing.yaml"], "missing.yaml"),
         (["denoise", "--input", "{t}/in", "--output", "{t}/in/out"], "overlap"),
         (["denoise", "--input", "{t}/in", "--output", "{t}"], "overlap"),
@@ -51,10 +69,14 @@ def inputs(tmp_path):
         (["export", "{t}/garbage.pt", "{t}/x.pt"], "checkpoint {t}/garbage.pt: not a checkpoint this project wrote ("),
         (["export", "{t}/pickled.pt", "{t}/x.pt"], "checkpoint {t}/pickled.pt: not a checkpoint this project wrote ("),
         # Issue 22 #9: a missing reference prefix is refused up front, as a missing input prefix is.
-        (["denoise", "--input", "{t}/in", "--output", "{t}/out", "--reference", "{t}/missing-ref"],
-         "reference prefix does not exist: {t}/missing-ref"),
-        (["nightly", "--input", "{t}/in", "--output", "{t}/out", "--reference", "{t}/missing-ref"],
-         "reference prefix does not exist: {t}/missing-ref"),
+        (
+            ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--reference", "{t}/missing-ref"],
+            "reference prefix does not exist: {t}/missing-ref",
+        ),
+        (
+            ["nightly", "--input", "{t}/in", "--output", "{t}/out", "--reference", "{t}/missing-ref"],
+            "reference prefix does not exist: {t}/missing-ref",
+        ),
     ],
 )
 def test_operator_errors_are_one_line(inputs, capsys, argv, message):
@@ -80,10 +102,16 @@ def test_train_outside_the_repo_says_where_it_looked(tmp_path, capsys, monkeypat
 
     recipe = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "train-default.yaml"
     monkeypatch.chdir(tmp_path)
-    assert main(["train", "--config", str(recipe), "--executor", "local", "--name", "t", "--set", "storage_path=runs"]) == 1
+    assert (
+        main(["train", "--config", str(recipe), "--executor", "local", "--name", "t", "--set", "storage_path=runs"])
+        == 1
+    )
     errors = [line for line in capsys.readouterr().err.strip().splitlines() if " INFO " not in line]
     assert len(errors) == 1, errors
-    assert f"no audio found under ../shared/corpora/clean (resolved against the current directory: {tmp_path.parent}/shared/corpora/clean)" in errors[0], errors[0]
+    assert (
+        f"no audio found under ../shared/corpora/clean (resolved against the current directory: {tmp_path.parent}/shared/corpora/clean)"
+        in errors[0]
+    ), errors[0]
 
 
 def test_a_misspelled_flag_shows_the_subcommands_usage_and_one_line(capsys):
@@ -92,7 +120,8 @@ def test_a_misspelled_flag_shows_the_subcommands_usage_and_one_line(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("usage: diffgmm query ") and err[-1] == (
-        "diffgmm query: error: unrecognized arguments: --fromat json (did you mean --format?)")
+        "diffgmm query: error: unrecognized arguments: --fromat json (did you mean --format?)"
+    )
 
 
 def test_query_help_lists_every_view(capsys):
@@ -111,8 +140,14 @@ def test_model_flag_help_names_the_shipped_models_and_the_peer(command, capsys):
     from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS
 
     # The order of the shipped names depends on whether model.registry is imported yet; the set does not.
-    listed = re.search(r"a shipped model by name \(([^;)]*); default diffgmm\)", " ".join(capsys.readouterr().out.split()))
-    assert listed and set(listed.group(1).split(", ")) == {*SHIPPED_CHECKPOINTS, *PEER_MODELS} >= {"aigd", "diffgmm", "deepfilternet3"}
+    listed = re.search(
+        r"a shipped model by name \(([^;)]*); default diffgmm\)", " ".join(capsys.readouterr().out.split())
+    )
+    assert listed and set(listed.group(1).split(", ")) == {*SHIPPED_CHECKPOINTS, *PEER_MODELS} >= {
+        "aigd",
+        "diffgmm",
+        "deepfilternet3",
+    }
 
 
 def test_query_sql_is_accepted_after_the_flags(tmp_path, capsys):

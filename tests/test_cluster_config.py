@@ -40,12 +40,18 @@ def test_cluster_config_passes_rays_validator_and_has_the_shape_we_rely_on():
     head = types[config["head_node_type"]]
     assert head["resources"] == {"CPU": 0} and any("--num-cpus=0" in c for c in config["head_start_ray_commands"])
     gpu, cpu = types["gpu_worker"], types["cpu_worker"]
-    assert gpu["min_workers"] == 0 and gpu["max_workers"] >= 1 and gpu["node_config"]["InstanceType"].startswith(("g", "p"))
+    assert (
+        gpu["min_workers"] == 0
+        and gpu["max_workers"] >= 1
+        and gpu["node_config"]["InstanceType"].startswith(("g", "p"))
+    )
     assert cpu["node_config"]["InstanceType"].startswith(("c", "m"))
     for node in types.values():  # storage access through instance roles
         assert "IamInstanceProfile" in node["node_config"]
     text = CLUSTER.read_text().lower()
-    assert not any(secret in text for secret in ("aws_secret_access_key", "aws_access_key_id", "aws_session_token", ".aws/"))
+    assert not any(
+        secret in text for secret in ("aws_secret_access_key", "aws_access_key_id", "aws_session_token", ".aws/")
+    )
     # A typo is caught by the same validator.
     broken = copy.deepcopy(config)
     broken["available_node_types"]["gpu_worker"]["min_wokers"] = 0
@@ -58,7 +64,9 @@ def test_cluster_pins_and_image_match_pyproject():
     installed = re.findall(r'"([^"]+==[^"]+)"', " ".join(config["setup_commands"]))
     assert installed == project_pins()
     ray_pin = next(p for p in project_pins() if p.startswith("ray["))
-    assert config["docker"]["image"].startswith(f"rayproject/ray:{ray_pin.split('==')[1]}-py{sys.version_info.major}{sys.version_info.minor}")
+    assert config["docker"]["image"].startswith(
+        f"rayproject/ray:{ray_pin.split('==')[1]}-py{sys.version_info.major}{sys.version_info.minor}"
+    )
 
 
 @pytest.mark.parametrize("path", KUBERAY, ids=lambda p: p.name)
@@ -80,7 +88,9 @@ def test_kuberay_manifests_parse_and_carry_the_same_pins(path):
     gpu_limits = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert gpu_limits["nvidia.com/gpu"] == "1"
     ray_version = next(p for p in project_pins() if p.startswith("ray[")).split("==")[1]
-    images = [c["image"] for g in [cluster["headGroupSpec"], *groups.values()] for c in g["template"]["spec"]["containers"]]
+    images = [
+        c["image"] for g in [cluster["headGroupSpec"], *groups.values()] for c in g["template"]["spec"]["containers"]
+    ]
     assert all(image.startswith(f"rayproject/ray:{ray_version}-py311") for image in images)
 
 
@@ -103,26 +113,51 @@ def test_nightly_through_ray_job_submit_on_a_real_local_cluster(tmp_path, tiny_c
     for i in range(2):
         sf.write(tmp_path / "in" / f"c{i}.wav", generate_pair(0.6, 5.0, 16000, np.random.default_rng(i))[0], 16000)
     port, dashboard, agent, client = _free_port(), _free_port(), _free_port(), _free_port()
-    env = {**os.environ, "PATH": f"{ray_bin.parent}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
-           "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}", "DIFFGMM_ARGS": f"--checkpoint {tiny_checkpoint}"}
+    env = {
+        **os.environ,
+        "PATH": f"{ray_bin.parent}:{os.environ['PATH']}",
+        "RAY_AUTH_MODE": "token",
+        "RAY_ADDRESS": f"http://127.0.0.1:{dashboard}",
+        "DIFFGMM_ARGS": f"--checkpoint {tiny_checkpoint}",
+    }
     env.pop("RAY_NAMESPACE", None)
     import tempfile
 
     temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    start = [str(ray_bin), "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dashboard}",
-             "--dashboard-host=127.0.0.1", "--num-cpus=2",
-             # Ray's fixed default ports (the agent's 52365, the client server's 10001) are held by
-             # the test session's own Ray: a second cluster on this machine needs its own.
-             f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--disable-usage-stats"]
+    start = [
+        str(ray_bin),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        f"--dashboard-port={dashboard}",
+        "--dashboard-host=127.0.0.1",
+        "--num-cpus=2",
+        # Ray's fixed default ports (the agent's 52365, the client server's 10001) are held by
+        # the test session's own Ray: a second cluster on this machine needs its own.
+        f"--dashboard-agent-listen-port={agent}",
+        f"--ray-client-server-port={client}",
+        "--include-dashboard=true",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
     # --block in its own process group: stopping it stops this cluster only (`ray stop` would stop every
     # Ray on the machine, the test session's own included).
-    head = subprocess.Popen(start, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    head = subprocess.Popen(
+        start, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait_for_port(dashboard, head)
         _wait_for_job_agent(ray_bin, env)
+
         def night(date: str) -> subprocess.CompletedProcess:
-            return subprocess.run(["bash", str(WRAPPER), str(tmp_path / "in"), str(tmp_path / "out")], env={**env, "DIFFGMM_NIGHT": date},
-                                  capture_output=True, text=True, timeout=400)
+            return subprocess.run(
+                ["bash", str(WRAPPER), str(tmp_path / "in"), str(tmp_path / "out")],
+                env={**env, "DIFFGMM_NIGHT": date},
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
 
         first = night("2026-01-01")
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -155,8 +190,13 @@ def _wait_for_job_agent(ray_bin: Path, env: dict, seconds: float = 300) -> None:
     """The dashboard answers before the job agent does ("No available agent to submit job")."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        probe = subprocess.run([str(ray_bin), "job", "submit", "--address", env["RAY_ADDRESS"], "--", "true"], env=env,
-                               capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [str(ray_bin), "job", "submit", "--address", env["RAY_ADDRESS"], "--", "true"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if probe.returncode == 0:
             return
         time.sleep(2)

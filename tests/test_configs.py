@@ -114,7 +114,9 @@ def test_dnsmos_is_a_known_metric_and_off_by_default():
 def test_lr_schedule_is_a_function_of_the_step():
     from pipeline.train.configs import OptimConfig
 
-    optim = OptimConfig(learning_rate=1e-3, steps_per_epoch=10, epochs=10, lr_schedule="cosine", lr_min_fraction=0.1, warmup_steps=10)
+    optim = OptimConfig(
+        learning_rate=1e-3, steps_per_epoch=10, epochs=10, lr_schedule="cosine", lr_min_fraction=0.1, warmup_steps=10
+    )
     assert optim.learning_rate_at(0) == pytest.approx(1e-4) and optim.learning_rate_at(9) == pytest.approx(1e-3)
     assert optim.learning_rate_at(10) == pytest.approx(1e-3)
     assert optim.learning_rate_at(55) == pytest.approx(0.55e-3, rel=1e-6)  # half-way: the mean of max and min
@@ -124,8 +126,15 @@ def test_lr_schedule_is_a_function_of_the_step():
         OptimConfig(lr_schedule="step")
 
 
-@pytest.mark.parametrize("override", [{"actors.max_actors": -1}, {"actors.min_actors": 3, "actors.max_actors": 2},
-                                      {"actors.cpus_per_actor": 0}, {"actors.cpu_actor_share": 1.5}])
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"actors.max_actors": -1},
+        {"actors.min_actors": 3, "actors.max_actors": 2},
+        {"actors.cpus_per_actor": 0},
+        {"actors.cpu_actor_share": 1.5},
+    ],
+)
 def test_actor_settings_out_of_range_are_refused(override):
     with pytest.raises(ConfigError, match="actors"):
         load_yaml(DenoiseConfig, str(CONFIGS / "denoise.yaml"), override)

@@ -66,7 +66,9 @@ def test_local_job_accounts_for_every_input_and_is_idempotent(ray_local, tmp_pat
     for key in ("speaker0/clip_0.wav", "speaker1/clip_1.wav"):
         assert np.isfinite(rows[key][S.PESQ_WB]) and np.isfinite(rows[key][S.SI_SDR_DB])
         # The noisy input's scores too (issue 22: the report's baseline), without DNSMOS asking for the input.
-        assert all(np.isfinite(rows[key][S.INPUT_PREFIX + m]) for m in (S.PESQ_WB, S.SDR_DB, S.SI_SDR_DB, S.STOI)), rows[key]
+        assert all(np.isfinite(rows[key][S.INPUT_PREFIX + m]) for m in (S.PESQ_WB, S.SDR_DB, S.SI_SDR_DB, S.STOI)), (
+            rows[key]
+        )
         assert rows[key][S.METRICS_ERROR] is None
     assert np.isnan(rows["float_8k.wav"][S.PESQ_WB]) and np.isnan(rows["float_8k.wav"][S.INPUT_PREFIX + S.PESQ_WB])
     assert "reference: not_found" in rows["float_8k.wav"][S.METRICS_ERROR]
@@ -107,11 +109,21 @@ def test_streamed_long_files_match_the_in_memory_path(ray_local, tmp_path, tiny_
     out = str(tmp_path / "out")
     whole = _config(tmp_path, f"{root}/noisy", out, f"{root}/clean", tiny_checkpoint, run_id="whole")
     # Every non-empty file counts as long here, so all of them take the streaming path.
-    streamed = _config(tmp_path, f"{root}/noisy", out, f"{root}/clean", tiny_checkpoint, run_id="streamed",
-                       stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3))
+    streamed = _config(
+        tmp_path,
+        f"{root}/noisy",
+        out,
+        f"{root}/clean",
+        tiny_checkpoint,
+        run_id="streamed",
+        stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3),
+    )
     assert run_denoise(whole)["streamed"] == 0
     assert run_denoise(streamed)["streamed"] == sum(1 for v in expect.values() if v == "ok")
-    tables = {run: {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(out, run).clips_uri).to_pylist()} for run in ("whole", "streamed")}
+    tables = {
+        run: {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(out, run).clips_uri).to_pylist()}
+        for run in ("whole", "streamed")
+    }
     assert {k: r[S.STATUS] for k, r in tables["streamed"].items()} == expect
     assert tables["streamed"]["corrupt.wav"][S.ERROR].startswith("bad_header:")
     assert tables["streamed"]["empty.flac"][S.ERROR].startswith("empty:")
@@ -170,7 +182,9 @@ def test_s3_job_through_s3fs_and_pyarrow(ray_local, s3_bucket, tmp_path, tiny_ch
     rows = {r[S.INPUT_KEY]: r for r in table.to_pylist()}
     assert {k: r[S.STATUS] for k, r in rows.items()} == expect
     assert np.isfinite(rows["speaker0/clip_0.wav"][S.PESQ_WB]) and not rows["speaker0/clip_0.wav"][S.STREAMED]
-    assert rows["speaker1/clip_1.wav"][S.STREAMED] and rows["speaker1/clip_1.wav"][S.OUTPUT_KEY] == "speaker1/clip_1.wav"
+    assert (
+        rows["speaker1/clip_1.wav"][S.STREAMED] and rows["speaker1/clip_1.wav"][S.OUTPUT_KEY] == "speaker1/clip_1.wav"
+    )
     body = client.get_object(Bucket=bucket, Key=f"{run}/audio/speaker1/clip_1.wav")["Body"].read()
     assert sf.info(__import__("io").BytesIO(body)).frames == sf.info(f"{root}/noisy/speaker1/clip_1.wav").frames
     # Secrets never reach the table or the marker.
@@ -237,8 +251,13 @@ def test_a_killed_model_actor_is_replaced_and_the_job_loses_nothing(ray_local, t
     killer = threading.Thread(target=kill_first_model_actor, daemon=True)
     killer.start()
     # The shipped AIGD checkpoint: slow enough on CPU that the kill lands while batches remain.
-    config = DenoiseConfig(input_uri=str(tmp_path / "in"), output_uri=str(tmp_path / "out"), run_id="kill",
-                           model=ModelStageConfig(checkpoint_uri="aigd"), actors=ActorConfig(max_actors=1, clips_per_batch=2))
+    config = DenoiseConfig(
+        input_uri=str(tmp_path / "in"),
+        output_uri=str(tmp_path / "out"),
+        run_id="kill",
+        model=ModelStageConfig(checkpoint_uri="aigd"),
+        actors=ActorConfig(max_actors=1, clips_per_batch=2),
+    )
     summary = run_denoise(config)
     finished = time.monotonic()
     killer.join(timeout=5)
@@ -249,7 +268,6 @@ def test_a_killed_model_actor_is_replaced_and_the_job_loses_nothing(ray_local, t
     assert sorted(table.column(S.INPUT_KEY).to_pylist()) == [f"c{i:02d}.wav" for i in range(clips)]
     for i in range(clips):
         assert sf.info(tmp_path / "out" / "runs" / "kill" / "audio" / f"c{i:02d}.wav").frames == 32000
-
 
 
 def test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix(ray_local, s3_bucket, tiny_checkpoint):
@@ -269,15 +287,24 @@ def test_dot_dot_keys_on_s3_never_write_outside_the_output_prefix(ray_local, s3_
     for key in keys:
         client.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
     before = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out", run_id="dots",
-                           storage=StorageConfig(endpoint_url=endpoint), model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    config = DenoiseConfig(
+        input_uri=f"s3://{bucket}/in",
+        output_uri=f"s3://{bucket}/out",
+        run_id="dots",
+        storage=StorageConfig(endpoint_url=endpoint),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     summary = run_denoise(config)
     after = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert {k for k in after - before if not k.startswith("out/runs/dots/")} == set()
-    table = pq.read_table(f"{bucket}/out/runs/dots/clips", filesystem=__import__("pyarrow.fs", fromlist=["x"]).S3FileSystem(
-        endpoint_override=endpoint.split("://")[1], scheme="http", region="us-east-1"))
+    table = pq.read_table(
+        f"{bucket}/out/runs/dots/clips",
+        filesystem=__import__("pyarrow.fs", fromlist=["x"]).S3FileSystem(
+            endpoint_override=endpoint.split("://")[1], scheme="http", region="us-east-1"
+        ),
+    )
     rows = {r[S.INPUT_KEY]: r for r in table.to_pylist()}
-    assert summary["clips"] == len(rows) and set(rows) == {k[len("in/"):] for k in keys if k.startswith("in/")}
+    assert summary["clips"] == len(rows) and set(rows) == {k[len("in/") :] for k in keys if k.startswith("in/")}
     assert rows["ok.wav"][S.STATUS] == "ok"
     for row in rows.values():
         if row[S.STATUS] == "ok":

@@ -19,8 +19,14 @@ pytestmark = pytest.mark.slow
 def test_sprint_dry_run_on_cpu_trains_saves_and_measures_without_soundfile_or_ray(tmp_path):
     subset = tmp_path / "device_data" / "subset.npz"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    prep = subprocess.run([sys.executable, "bench/prepare_device_subset.py", str(subset), "--max-mib", "0.15"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    prep = subprocess.run(
+        [sys.executable, "bench/prepare_device_subset.py", str(subset), "--max-mib", "0.15"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert prep.returncode == 0, prep.stderr
     with np.load(subset) as data:
         assert int(data["sample_rate"]) == 16000 and data["clean"].dtype == np.int16
@@ -32,9 +38,21 @@ def test_sprint_dry_run_on_cpu_trains_saves_and_measures_without_soundfile_or_ra
     for name in ("soundfile", "ray"):
         (blocked / f"{name}.py").write_text(f"raise ImportError('{name} is not on the device machine')\n")
     out = tmp_path / "out"
-    env = {**env, "PYTHONPATH": f"{blocked}{os.pathsep}{ROOT}", "OUT": str(out), "DEVICE": "cpu", "TRAIN_SECONDS": "3",
-           "BENCH_SECONDS": "0.3", "BATCH_SIZE": "2", "DTYPE": "float32", "SUBSET": str(subset), "PYTHON": sys.executable}
-    run = subprocess.run(["bash", "bench/device_sprint.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **env,
+        "PYTHONPATH": f"{blocked}{os.pathsep}{ROOT}",
+        "OUT": str(out),
+        "DEVICE": "cpu",
+        "TRAIN_SECONDS": "3",
+        "BENCH_SECONDS": "0.3",
+        "BATCH_SIZE": "2",
+        "DTYPE": "float32",
+        "SUBSET": str(subset),
+        "PYTHON": sys.executable,
+    }
+    run = subprocess.run(
+        ["bash", "bench/device_sprint.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-3000:]
 
     summary = json.loads((out / "sprint.json").read_text())

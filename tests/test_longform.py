@@ -14,7 +14,9 @@ from pipeline.inference.longform import LongFileWriter, StreamConfig, probe
 from tests.conftest import TINY_CONFIG
 
 
-@pytest.mark.parametrize("rates", [(44100, 16000), (16000, 44100), (8000, 16000), (48000, 16000), (22050, 16000), (16000, 16000)])
+@pytest.mark.parametrize(
+    "rates", [(44100, 16000), (16000, 44100), (8000, 16000), (48000, 16000), (22050, 16000), (16000, 16000)]
+)
 @pytest.mark.parametrize("length", [1, 100, 132_317])
 def test_stream_resampler_equals_whole_signal(rates, length, rng):
     x = rng.standard_normal(length).astype(np.float32)
@@ -39,7 +41,9 @@ def enhancer():
 
     torch.manual_seed(0)
     # Small windows and batches so that a few seconds cross many batch boundaries.
-    return Enhancer(DiffGMM(DiffGMMConfig(**TINY_CONFIG)), EnhanceConfig(window=WindowConfig(0.5, 0.1), batch_windows=3))
+    return Enhancer(
+        DiffGMM(DiffGMMConfig(**TINY_CONFIG)), EnhanceConfig(window=WindowConfig(0.5, 0.1), batch_windows=3)
+    )
 
 
 def _in_memory(enhancer, samples, rate, policy):
@@ -52,7 +56,9 @@ def _in_memory(enhancer, samples, rate, policy):
     channels = to_channels(samples, policy)
     noisy = [resample(c, rate, 16000) for c in channels]
     enhanced = [e for e, _ in enhancer.enhance_many(noisy)]
-    out = np.stack([full_band(x, resample(e, 16000, rate)[: samples.shape[1]], rate, 16000) for x, e in zip(channels, enhanced)])
+    out = np.stack(
+        [full_band(x, resample(e, 16000, rate)[: samples.shape[1]], rate, 16000) for x, e in zip(channels, enhanced)]
+    )
     return out, np.concatenate(noisy).astype(np.float64), np.concatenate(enhanced).astype(np.float64)
 
 
@@ -61,7 +67,9 @@ def test_streamed_file_matches_in_memory_path(enhancer, tmp_path, rng, policy):
     rate, frames = 44100, 44100 * 7 + 123
     samples = (0.1 * rng.standard_normal((2, frames))).astype(np.float32)
     sf.write(tmp_path / "long.flac", samples.T, rate, subtype="PCM_24")
-    writer = LongFileWriter(str(tmp_path), str(tmp_path / "out"), policy, "same", StreamConfig(block_seconds=0.7), StorageConfig())
+    writer = LongFileWriter(
+        str(tmp_path), str(tmp_path / "out"), policy, "same", StreamConfig(block_seconds=0.7), StorageConfig()
+    )
     result = writer.run(enhancer, "long.flac", "nested/long.flac", "FLAC", "PCM_24")
 
     written = tmp_path / "out" / "nested" / "long.flac"
@@ -82,7 +90,9 @@ def test_non_finite_samples_fail_and_write_nothing(enhancer, tmp_path, rng):
     samples = rng.standard_normal(16000 * 3).astype(np.float32) * 0.1
     samples[30_000] = np.nan
     sf.write(tmp_path / "bad.wav", samples, 16000, subtype="FLOAT")
-    writer = LongFileWriter(str(tmp_path), str(tmp_path / "out"), "downmix", "same", StreamConfig(block_seconds=0.5), StorageConfig())
+    writer = LongFileWriter(
+        str(tmp_path), str(tmp_path / "out"), "downmix", "same", StreamConfig(block_seconds=0.5), StorageConfig()
+    )
     with pytest.raises(ValueError, match="non_finite"):
         writer.run(enhancer, "bad.wav", "bad.wav", "WAV", "FLOAT")
     assert not (tmp_path / "out").exists()

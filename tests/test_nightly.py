@@ -31,8 +31,12 @@ def _clip(path: str, seconds: float, seed: int) -> None:
 
 
 def _config(root: str, checkpoint: str, run_id: str | None = None) -> DenoiseConfig:
-    return DenoiseConfig(input_uri=f"{root}/in", output_uri=f"{root}/out", run_id=run_id,
-                         model=ModelStageConfig(checkpoint_uri=checkpoint))
+    return DenoiseConfig(
+        input_uri=f"{root}/in",
+        output_uri=f"{root}/out",
+        run_id=run_id,
+        model=ModelStageConfig(checkpoint_uri=checkpoint),
+    )
 
 
 def _keys(root: str, run_id: str) -> list[str]:
@@ -67,14 +71,25 @@ def test_nights_process_only_what_is_new_changed_or_failed(ray_local, tmp_path, 
     night = NightlyConfig(max_attempts=2)
 
     first = run_nightly(_config(root, tiny_checkpoint, "n1"), night)
-    assert first["counts"]["new"] == 5 and _keys(root, "n1") == ["day1/broken.wav"] + [f"day1/c{i}.wav" for i in range(4)]
+    assert first["counts"]["new"] == 5 and _keys(root, "n1") == ["day1/broken.wav"] + [
+        f"day1/c{i}.wav" for i in range(4)
+    ]
 
     # Night 2: one new file, one changed file; the broken file is not retried: its bytes are bad, not the storage.
     _clip(f"{root}/in/day2/c4.wav", 0.5, 4)
     time.sleep(0.01)
     _clip(f"{root}/in/day1/c0.wav", 0.9, 99)
     second = run_nightly(_config(root, tiny_checkpoint, "n2"), night)
-    assert second["counts"] == {"new": 1, "changed": 1, "retry": 0, "stale": 0, "unchanged": 3, "gave_up": 0, "bad_content": 1, "deleted": 0}
+    assert second["counts"] == {
+        "new": 1,
+        "changed": 1,
+        "retry": 0,
+        "stale": 0,
+        "unchanged": 3,
+        "gave_up": 0,
+        "bad_content": 1,
+        "deleted": 0,
+    }
     assert second["bad_content"] == ["day1/broken.wav"] and _keys(root, "n2") == ["day1/c0.wav", "day2/c4.wav"]
     ledger = Ledger.read(f"{root}/out", DenoiseConfig(input_uri="a", output_uri="b").storage)
     assert len(ledger.rows) == 6 and ledger.applied_runs == ["n1", "n2"]
@@ -169,13 +184,21 @@ def test_killed_run_resumes_with_every_input_once_and_bounded_rework(ray_local, 
         if chunks.exists() and len(list(chunks.glob("chunk-*.parquet"))) >= 2:
             break
         time.sleep(0.2)
-    assert proc.poll() is None, "the driver ended before it could be killed:\n" + (tmp_path / "driver.log").read_text()[-3000:]
+    assert proc.poll() is None, (
+        "the driver ended before it could be killed:\n" + (tmp_path / "driver.log").read_text()[-3000:]
+    )
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started, as a crash would
     proc.wait()
     assert not Path(RunPaths.of(f"{root}/out", "r1").commit_uri).exists()
 
-    summary = run_denoise(DenoiseConfig(input_uri=f"{root}/in", output_uri=f"{root}/out", run_id="r1",
-                                        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint)))
+    summary = run_denoise(
+        DenoiseConfig(
+            input_uri=f"{root}/in",
+            output_uri=f"{root}/out",
+            run_id="r1",
+            model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+        )
+    )
     keys = _keys(root, "r1")
     assert keys == sorted(f"c{i:02d}.wav" for i in range(n)), "exactly one row per input"
     assert summary["resumed_rows"] >= 2 and summary["resumed_rows"] < n
@@ -190,10 +213,28 @@ def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path, tiny_checkpoint, ca
     for i in range(3):
         _clip(f"{root}/in/c{i}.wav", 0.5, i)
     capsys.readouterr()
-    assert main(["nightly", "--input", f"{root}/in", "--output", f"{root}/out", "--model", tiny_checkpoint,
-                 "--run-id", "n1", "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "nightly",
+                "--input",
+                f"{root}/in",
+                "--output",
+                f"{root}/out",
+                "--model",
+                tiny_checkpoint,
+                "--run-id",
+                "n1",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "dry run n1: 3 would be processed (3 new, 0 changed, 0 to retry, 0 stale), 0 unchanged, 0 gone from the input" in out
+    assert (
+        "dry run n1: 3 would be processed (3 new, 0 changed, 0 to retry, 0 stale), 0 unchanged, 0 gone from the input"
+        in out
+    )
     assert all(f"  new c{i}.wav" in out for i in range(3)) and "outputs:" not in out
     assert not os.path.exists(f"{root}/out")
 
@@ -203,24 +244,44 @@ def test_nothing_new_prints_no_output_path(tmp_path, tiny_checkpoint, capsys):
 
     os.makedirs(tmp_path / "in")
     capsys.readouterr()
-    assert main(["nightly", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", tiny_checkpoint]) == 0
+    assert (
+        main(
+            ["nightly", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", tiny_checkpoint]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "nothing new: no run was started" in out and "outputs:" not in out and str(tmp_path / "out" / "runs") not in out
+    assert (
+        "nothing new: no run was started" in out and "outputs:" not in out and str(tmp_path / "out" / "runs") not in out
+    )
 
 
 def _failed_row(key: str, error: str, kind: str) -> dict:
     import datetime as dt
 
     mtime = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    return {S.INPUT_KEY: key, S.INPUT_SIZE: 10, S.INPUT_ETAG: f"e-{key}", S.INPUT_MTIME: mtime, S.STATUS: S.STATUS_ERROR,
-            S.ERROR: error, S.ERROR_KIND: kind, S.OUTPUT_KEY: None}
+    return {
+        S.INPUT_KEY: key,
+        S.INPUT_SIZE: 10,
+        S.INPUT_ETAG: f"e-{key}",
+        S.INPUT_MTIME: mtime,
+        S.STATUS: S.STATUS_ERROR,
+        S.ERROR: error,
+        S.ERROR_KIND: kind,
+        S.OUTPUT_KEY: None,
+    }
 
 
 def _manifest(rows: list[dict]):
     import pyarrow as pa
 
-    return pa.Table.from_pylist([{S.KEY: r[S.INPUT_KEY], S.SIZE: r[S.INPUT_SIZE], S.ETAG: r[S.INPUT_ETAG],
-                                  S.MTIME: r[S.INPUT_MTIME]} for r in rows], schema=S.MANIFEST_SCHEMA)
+    return pa.Table.from_pylist(
+        [
+            {S.KEY: r[S.INPUT_KEY], S.SIZE: r[S.INPUT_SIZE], S.ETAG: r[S.INPUT_ETAG], S.MTIME: r[S.INPUT_MTIME]}
+            for r in rows
+        ],
+        schema=S.MANIFEST_SCHEMA,
+    )
 
 
 def test_retry_is_decided_by_the_ledgers_error_kind_not_its_text(tmp_path):
@@ -233,8 +294,10 @@ def test_retry_is_decided_by_the_ledgers_error_kind_not_its_text(tmp_path):
     from pipeline.core.storage import StorageConfig
     from pipeline.denoise.nightly import output_config_sha256, plan
 
-    rows = [_failed_row("bad.wav", "storage: connection reset", "corrupt"),
-            _failed_row("flaky.wav", "corrupt: no data chunk", "storage")]
+    rows = [
+        _failed_row("bad.wav", "storage: connection reset", "corrupt"),
+        _failed_row("flaky.wav", "corrupt: no data chunk", "storage"),
+    ]
     ledger = Ledger(rows={}, applied_runs=[])
     ledger.apply("n1", {"model_id": "m"}, pa.Table.from_pylist(rows))
     out, config = str(tmp_path / "out"), StorageConfig()
@@ -242,8 +305,9 @@ def test_retry_is_decided_by_the_ledgers_error_kind_not_its_text(tmp_path):
     assert pq.read_schema(f"{out}/{LEDGER_KEY}").field(S.ERROR_KIND).type == pa.string()
     again = Ledger.read(out, config)
     assert {k: r[S.ERROR_KIND] for k, r in again.rows.items()} == {"bad.wav": "corrupt", "flaky.wav": "storage"}
-    reasons = plan(_manifest(rows), again, "m", output_config_sha256(DenoiseConfig(input_uri="x", output_uri="y")),
-                   NightlyConfig())
+    reasons = plan(
+        _manifest(rows), again, "m", output_config_sha256(DenoiseConfig(input_uri="x", output_uri="y")), NightlyConfig()
+    )
     assert reasons["bad_content"] == ["bad.wav"] and reasons["retry"] == ["flaky.wav"]
 
 
@@ -252,12 +316,17 @@ def test_a_ledger_written_before_error_kind_reads_with_the_kind_of_its_text(tmp_
 
     from pipeline.core.storage import StorageConfig
 
-    rows = [_failed_row("bad.wav", "corrupt: no data chunk", "corrupt"), _failed_row("flaky.wav", "storage: reset", "storage")]
+    rows = [
+        _failed_row("bad.wav", "corrupt: no data chunk", "corrupt"),
+        _failed_row("flaky.wav", "storage: reset", "storage"),
+    ]
     ledger = Ledger(rows={}, applied_runs=["n1"])
     ledger.apply("n1", {"model_id": "m"}, pa.Table.from_pylist(rows))
     old = pa.Table.from_pylist([ledger.rows[k] for k in sorted(ledger.rows)], schema=S.LEDGER_SCHEMA)
     old = old.drop_columns([S.ERROR_KIND])
-    old = old.rename_columns([S.LEGACY_OUTPUT_CONFIG_SHA256 if n == S.OUTPUT_CONFIG_SHA256 else n for n in old.column_names])
+    old = old.rename_columns(
+        [S.LEGACY_OUTPUT_CONFIG_SHA256 if n == S.OUTPUT_CONFIG_SHA256 else n for n in old.column_names]
+    )
     (tmp_path / "ledger").mkdir()
     pq.write_table(old, tmp_path / LEDGER_KEY)
     read = Ledger.read(str(tmp_path), StorageConfig())
@@ -268,7 +337,7 @@ def test_a_ledger_written_before_error_kind_reads_with_the_kind_of_its_text(tmp_
 def test_cluster_doc_says_content_failures_are_never_retried():
     """Issue 22: docs/cluster.md must not promise a retry "up to --max-attempts" for a file whose bytes are bad."""
     doc = " ".join(open("docs/cluster.md", encoding="utf-8").read().split())
-    what_runs = doc[doc.index("**What runs**"):doc.index("**Ledger**")]
+    what_runs = doc[doc.index("**What runs**") : doc.index("**Ledger**")]
     assert "for a transient reason" in what_runs and "up to `--max-attempts` times" in what_runs
     assert "whose *content* failed" in what_runs and "is never retried" in what_runs
     assert "runs again once the file changes" in what_runs

@@ -34,7 +34,9 @@ def _noisy_48k(seconds: float = 2.5) -> np.ndarray:
     up = resample(speech, rate, 48000)[: int(seconds * 48000)]
     rng = np.random.default_rng(3)
     envelope = np.convolve(np.abs(up), np.ones(480) / 480, mode="same")
-    hiss = np.fft.irfft(np.fft.rfft(rng.standard_normal(len(up))) * (np.fft.rfftfreq(len(up), 1 / 48000) > 9000), len(up))
+    hiss = np.fft.irfft(
+        np.fft.rfft(rng.standard_normal(len(up))) * (np.fft.rfftfreq(len(up), 1 / 48000) > 9000), len(up)
+    )
     return (up + 2.0 * envelope * hiss + 0.003 * rng.standard_normal(len(up))).astype(np.float32)
 
 
@@ -56,12 +58,20 @@ def test_denoise_with_deepfilternet3_names_it_and_keeps_the_full_band(ray_local,
     (tmp_path / "in").mkdir()
     sf.write(tmp_path / "in" / "a48k.wav", noisy, 48000, subtype="FLOAT")
     direct = deepfilternet3_48k(noisy)
-    assert _band_db(direct, 48000, 9000, 20000) > _band_db(resample(resample(direct, 48000, 16000), 16000, 48000), 48000, 9000, 20000) + 20
+    assert (
+        _band_db(direct, 48000, 9000, 20000)
+        > _band_db(resample(resample(direct, 48000, 16000), 16000, 48000), 48000, 9000, 20000) + 20
+    )
     out = str(tmp_path / "out")
     model = ModelStageConfig(checkpoint_uri="deepfilternet3")
     whole = DenoiseConfig(input_uri=str(tmp_path / "in"), output_uri=out, model=model, run_id="whole")
-    streamed = DenoiseConfig(input_uri=str(tmp_path / "in"), output_uri=out, model=model, run_id="streamed",
-                             stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3))
+    streamed = DenoiseConfig(
+        input_uri=str(tmp_path / "in"),
+        output_uri=out,
+        model=model,
+        run_id="streamed",
+        stream=StreamConfig(stream_seconds=0.0, probe_bytes=1, block_seconds=0.3),
+    )
     for config in (whole, streamed):
         summary = run_denoise(config)
         assert summary["ok"] == 1 and summary["model_id"] == load_model("deepfilternet3").model_id

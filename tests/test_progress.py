@@ -26,8 +26,10 @@ def test_without_a_terminal_lines_come_at_most_every_n_seconds(caplog):
             clock.now += 10.0
             progress.update(1, 2.0)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["denoise: 3/10 inputs, 0.00 audio-h, 0.2x real time, ETA 1m10s",
-                     "denoise: 6/10 inputs, 0.00 audio-h, 0.2x real time, ETA 40s"]
+    assert lines == [
+        "denoise: 3/10 inputs, 0.00 audio-h, 0.2x real time, ETA 1m10s",
+        "denoise: 6/10 inputs, 0.00 audio-h, 0.2x real time, ETA 40s",
+    ]
 
 
 def test_a_terminal_gets_a_bar_and_no_lines(caplog, capsys):
@@ -53,9 +55,14 @@ def test_a_real_denoise_logs_done_over_total(ray_local, tiny_checkpoint, tmp_pat
     (tmp_path / "in").mkdir()
     for i in range(6):
         sf.write(tmp_path / "in" / f"c{i}.wav", generate_pair(0.5, 5.0, 16000, np.random.default_rng(i))[0], 16000)
-    config = DenoiseConfig(input_uri=str(tmp_path / "in"), output_uri=str(tmp_path / "out"), run_id="p",
-                           progress_seconds=1e-6, model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
-                           actors=ActorConfig(max_actors=1, clips_per_batch=2))
+    config = DenoiseConfig(
+        input_uri=str(tmp_path / "in"),
+        output_uri=str(tmp_path / "out"),
+        run_id="p",
+        progress_seconds=1e-6,
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+        actors=ActorConfig(max_actors=1, clips_per_batch=2),
+    )
     with caplog.at_level(logging.INFO, logger="pipeline.core.progress"):
         run_denoise(config)
     lines = [r.getMessage() for r in caplog.records if r.name == "pipeline.core.progress"]
@@ -75,13 +82,24 @@ def test_training_logs_step_of_total_rate_and_eta(tmp_path, rng, caplog, monkeyp
 
     _paired(str(tmp_path), rng)
     monkeypatch.setattr(loop, "LOG_EVERY_STEPS", 1)
-    config = TrainConfig(name="eta", storage_path=f"{tmp_path}/runs", model=DiffGMMConfig(**TINY_CONFIG),
-                         mix=MixConfig(segment_seconds=0.25),
-                         data=DataConfig(mode="paired", paired_clean_uri=f"{tmp_path}/clean",
-                                         paired_noisy_uri=f"{tmp_path}/noisy", clean_holdout_fraction=0.3, valid_pairs=1),
-                         optim=OptimConfig(batch_size=2, steps_per_epoch=3, epochs=1))
+    config = TrainConfig(
+        name="eta",
+        storage_path=f"{tmp_path}/runs",
+        model=DiffGMMConfig(**TINY_CONFIG),
+        mix=MixConfig(segment_seconds=0.25),
+        data=DataConfig(
+            mode="paired",
+            paired_clean_uri=f"{tmp_path}/clean",
+            paired_noisy_uri=f"{tmp_path}/noisy",
+            clean_holdout_fraction=0.3,
+            valid_pairs=1,
+        ),
+        optim=OptimConfig(batch_size=2, steps_per_epoch=3, epochs=1),
+    )
     with caplog.at_level(logging.INFO, logger="pipeline.train.loop"):
         run_train_local(config, device="cpu")
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ") and "audio-s/s" in r.getMessage()]
+    lines = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("step ") and "audio-s/s" in r.getMessage()
+    ]
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"], lines
     assert lines[-1].endswith("ETA 0s") and "ETA" in lines[0]

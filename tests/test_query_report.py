@@ -43,13 +43,18 @@ def two_runs(ray_local, tmp_path_factory, tiny_checkpoint):
     other = str(tmp / "other.pt")
     save_checkpoint(make_checkpoint(DiffGMM(DiffGMMConfig(**TINY_CONFIG)), {}), other)
     for run_id, checkpoint in zip(RUNS, (tiny_checkpoint, other)):
-        run_denoise(DenoiseConfig(
-            input_uri=f"{root}/noisy", output_uri=out, reference_uri=f"{root}/clean", run_id=run_id,
-            model=ModelStageConfig(checkpoint_uri=checkpoint),
-            # speaker1/clip_1.wav (2.7 s) streams block by block: no reference metrics, no DNSMOS.
-            stream=StreamConfig(stream_seconds=2.0, probe_bytes=1, block_seconds=0.5),
-            write=WriteConfig(metrics=("pesq_wb", "si_sdr_db", "stoi", "dnsmos")),
-        ))
+        run_denoise(
+            DenoiseConfig(
+                input_uri=f"{root}/noisy",
+                output_uri=out,
+                reference_uri=f"{root}/clean",
+                run_id=run_id,
+                model=ModelStageConfig(checkpoint_uri=checkpoint),
+                # speaker1/clip_1.wav (2.7 s) streams block by block: no reference metrics, no DNSMOS.
+                stream=StreamConfig(stream_seconds=2.0, probe_bytes=1, block_seconds=0.5),
+                write=WriteConfig(metrics=("pesq_wb", "si_sdr_db", "stoi", "dnsmos")),
+            )
+        )
     tables = {run: pq.read_table(RunPaths.of(out, run).clips_uri).to_pylist() for run in RUNS}
     return out, expect, tables
 
@@ -66,7 +71,11 @@ def test_runs_view_and_latest_match_the_markers_and_tables(two_runs, capsys):
     assert [r["run_id"] for r in runs] == list(RUNS)
     for r in runs:
         marker = json.loads(open(f"{RunPaths.of(out, r['run_id']).run_uri}/_COMMITTED.json").read())
-        assert (r["clips"], r["ok"], r["errors"]) == (marker["summary"]["clips"], marker["summary"]["ok"], marker["summary"]["errors"])
+        assert (r["clips"], r["ok"], r["errors"]) == (
+            marker["summary"]["clips"],
+            marker["summary"]["ok"],
+            marker["summary"]["errors"],
+        )
         assert r["clips"] == len(tables[r["run_id"]]) and r["model_id"] == marker["model_id"]
         assert r["cpu_seconds"] > 0 and r["gpu_seconds"] == 0 and r["cpu_seconds_per_audio_hour"] > 0
     # The two runs' configs differ only in the checkpoint (and the run id, which the hash leaves out):
@@ -76,21 +85,29 @@ def test_runs_view_and_latest_match_the_markers_and_tables(two_runs, capsys):
         c.pop("run_id"), c["model"].pop("checkpoint_uri")
     assert configs[0] == configs[1]
     assert len(runs[0]["config_sha256"]) == 64 and runs[0]["config_sha256"] != runs[1]["config_sha256"]
-    latest = json.loads(_query(capsys, out, "SELECT input_key, run_id, model_id FROM latest ORDER BY input_key", "--format", "json"))
+    latest = json.loads(
+        _query(capsys, out, "SELECT input_key, run_id, model_id FROM latest ORDER BY input_key", "--format", "json")
+    )
     assert [r["input_key"] for r in latest] == sorted(expect)
     assert {r["run_id"] for r in latest} == {"night-2"}
 
 
 def test_worst_matches_the_parquet(two_runs, capsys):
     out, _, tables = two_runs
-    rows = [r for r in tables["night-2"] if r[S.STATUS] == "ok" and r[S.PESQ_WB] is not None and math.isfinite(r[S.PESQ_WB])]
+    rows = [
+        r for r in tables["night-2"] if r[S.STATUS] == "ok" and r[S.PESQ_WB] is not None and math.isfinite(r[S.PESQ_WB])
+    ]
     expected = sorted(rows, key=lambda r: (r[S.PESQ_WB], r[S.INPUT_KEY]))[:2]
     got = json.loads(_query(capsys, out, "--worst", "2", "--format", "json"))
     assert [g["input_key"] for g in got] == [e[S.INPUT_KEY] for e in expected]
     assert [g["pesq_wb"] for g in got] == pytest.approx([e[S.PESQ_WB] for e in expected])
     # gmm_nll: higher is worse, so the order flips.
-    nll = json.loads(_query(capsys, out, "--worst", "1", "--metric", "gmm_nll", "--run-id", "night-1", "--format", "json"))
-    ok = [r for r in tables["night-1"] if r[S.STATUS] == "ok" and r[S.GMM_NLL] is not None and math.isfinite(r[S.GMM_NLL])]
+    nll = json.loads(
+        _query(capsys, out, "--worst", "1", "--metric", "gmm_nll", "--run-id", "night-1", "--format", "json")
+    )
+    ok = [
+        r for r in tables["night-1"] if r[S.STATUS] == "ok" and r[S.GMM_NLL] is not None and math.isfinite(r[S.GMM_NLL])
+    ]
     assert nll[0]["input_key"] == max(ok, key=lambda r: r[S.GMM_NLL])[S.INPUT_KEY]
 
 
@@ -121,7 +138,11 @@ def test_errors_compare_and_noise_profile(two_runs, capsys):
     assert {s["stat"] for s in stats} == set().union(*ok1) and "gmm_nll" in {s["stat"] for s in stats}
     for s in stats:
         values = [m[s["stat"]] for m in ok1 if s["stat"] in m]
-        assert s["clips"] == len(values) and s["mean"] == pytest.approx(np.mean(values)) and s["max"] == pytest.approx(max(values))
+        assert (
+            s["clips"] == len(values)
+            and s["mean"] == pytest.approx(np.mean(values))
+            and s["max"] == pytest.approx(max(values))
+        )
 
     profile = json.loads(_query(capsys, out, "--noise-profile", "--format", "json"))
     ok_latest = [r for r in tables["night-2"] if r[S.STATUS] == "ok"]
@@ -133,7 +154,13 @@ def test_errors_compare_and_noise_profile(two_runs, capsys):
 
 def test_output_formats_and_operator_errors(two_runs, capsys, tmp_path):
     out, expect, tables = two_runs
-    csv = _query(capsys, out, "SELECT input_key, status FROM clips WHERE run_id = 'night-1' ORDER BY input_key", "--format", "csv")
+    csv = _query(
+        capsys,
+        out,
+        "SELECT input_key, status FROM clips WHERE run_id = 'night-1' ORDER BY input_key",
+        "--format",
+        "csv",
+    )
     assert csv.splitlines()[0] == "input_key,status" and len(csv.splitlines()) == 1 + len(expect)
     target = str(tmp_path / "q.parquet")
     assert main(["query", out, "SELECT * FROM clips", "--format", "parquet", "--out", target]) == 0
@@ -192,8 +219,16 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     assert main(["report", out, "--against", "night-1", "--out", report, "--clips", "2", "--excerpt-seconds", "2"]) == 0
     text = open(report, encoding="utf-8").read()
     # Only one clip has a reference here, so clips are ranked by DNSMOS, which most have.
-    for needle in ("Denoise run night-2", "Worst clips by dnsmos_ovrl", "Best clips by dnsmos_ovrl", "Compared with night-1",
-                   "corrupt.wav", "empty.flac", "data:audio/wav;base64,", "data:image/png;base64,"):
+    for needle in (
+        "Denoise run night-2",
+        "Worst clips by dnsmos_ovrl",
+        "Best clips by dnsmos_ovrl",
+        "Compared with night-1",
+        "corrupt.wav",
+        "empty.flac",
+        "data:audio/wav;base64,",
+        "data:image/png;base64,",
+    ):
         assert needle in text, needle
     # Three clips have DNSMOS and a level (silence is never ranked): two worst, the one left best; noisy and denoised each.
     assert text.count("<audio") == 2 * (2 + 1)
@@ -201,16 +236,30 @@ def test_report_renders_with_errors_streamed_files_and_nan_metrics_and_loads_in_
     # Issue 22 report edges: players load their (inline) audio; a short run in minutes or seconds, not "0.000 h".
     assert text.count('preload="metadata"') == text.count("<audio") and 'preload="none"' not in text
     summary = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", text))
-    assert re.fullmatch(r"\d+(\.\d)?s", summary["audio"]) and re.fullmatch(r"\d+(\.\d)?s", summary["wall time"]), summary
+    assert re.fullmatch(r"\d+(\.\d)?s", summary["audio"]) and re.fullmatch(r"\d+(\.\d)?s", summary["wall time"]), (
+        summary
+    )
     # Spectrograms at the file's own rate: the 44.1 kHz input shows its band up to 22.05 kHz.
     assert "stereo_24bit.flac (noisy input 0–22.05 kHz, denoised output 0–22.05 kHz)" in text
     assert "silent.wav ·" not in text  # digital silence is never shown as a worst or best clip
 
     shot = str(tmp_path / "report.png")
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
-         "--v=0", "--window-size=1280,2400", f"--screenshot={shot}", f"file://{report}"],
-        capture_output=True, text=True, timeout=120,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            f"file://{report}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
@@ -238,15 +287,35 @@ def test_readme_commands_on_s3_with_only_aws_endpoint_url_s3(ray_local, s3_bucke
         client.upload_file(f"{root}/noisy/{key}", bucket, f"in/{key}")
     out = f"s3://{bucket}/out"
     capsys.readouterr()
-    assert main(["nightly", "--input", f"s3://{bucket}/in/", "--output", f"{out}/", "--model", tiny_checkpoint,
-                 "--run-id", "night-1"]) == 0, capsys.readouterr().err
+    assert (
+        main(
+            [
+                "nightly",
+                "--input",
+                f"s3://{bucket}/in/",
+                "--output",
+                f"{out}/",
+                "--model",
+                tiny_checkpoint,
+                "--run-id",
+                "night-1",
+            ]
+        )
+        == 0
+    ), capsys.readouterr().err
     printed = capsys.readouterr().out
     assert f"ledger: {len(expect)} inputs" in printed
     # Issue 22: the nightly summary gives × real time, as denoise does, and durations people read.
-    assert re.search(r"^run night-1: \d+ clips \(\d+ ok, \d+ errors\), \d[\dhms.]* audio in \d[\dhms.]* = \d+\.\dx real time$",
-                     printed, re.M), printed
-    rows = json.loads(_query(capsys, out, "SELECT status, count(*) AS n FROM latest GROUP BY status ORDER BY status",
-                             "--format", "json"))
+    assert re.search(
+        r"^run night-1: \d+ clips \(\d+ ok, \d+ errors\), \d[\dhms.]* audio in \d[\dhms.]* = \d+\.\dx real time$",
+        printed,
+        re.M,
+    ), printed
+    rows = json.loads(
+        _query(
+            capsys, out, "SELECT status, count(*) AS n FROM latest GROUP BY status ORDER BY status", "--format", "json"
+        )
+    )
     assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
     assert len(json.loads(_query(capsys, out, "SELECT * FROM ledger", "--format", "json"))) == len(expect)
     # No reference: an empty --worst by PESQ says why and names the metrics there are.
@@ -275,13 +344,27 @@ def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint,
     client = boto3.client("s3", endpoint_url=endpoint)
     for key in expect:
         client.upload_file(f"{root}/noisy/{key}", bucket, f"in/{key}")
-    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out", run_id="s3-night",
-                           storage=StorageConfig(endpoint_url=endpoint), model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    config = DenoiseConfig(
+        input_uri=f"s3://{bucket}/in",
+        output_uri=f"s3://{bucket}/out",
+        run_id="s3-night",
+        storage=StorageConfig(endpoint_url=endpoint),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     run_denoise(config)
     results = Results(f"s3://{bucket}/out", StorageConfig(endpoint_url=endpoint))
     assert [r.run_id for r in results.runs] == ["s3-night"]
-    rows = json.loads(_query(capsys, f"s3://{bucket}/out", "SELECT status, count(*) AS n FROM clips GROUP BY status ORDER BY status",
-                             "--format", "json", "--endpoint-url", endpoint))
+    rows = json.loads(
+        _query(
+            capsys,
+            f"s3://{bucket}/out",
+            "SELECT status, count(*) AS n FROM clips GROUP BY status ORDER BY status",
+            "--format",
+            "json",
+            "--endpoint-url",
+            endpoint,
+        )
+    )
     assert {r["status"]: r["n"] for r in rows} == dict(collections.Counter(expect.values()))
     report = str(tmp_path / "s3.html")
     assert main(["report", f"s3://{bucket}/out", "--out", report, "--clips", "1", "--endpoint-url", endpoint]) == 0
@@ -291,7 +374,9 @@ def test_query_and_report_on_s3(ray_local, s3_bucket, tmp_path, tiny_checkpoint,
     assert "testing-secret-value" not in text
 
 
-def test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_report(ray_local, tmp_path, tiny_checkpoint, capsys):
+def test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_report(
+    ray_local, tmp_path, tiny_checkpoint, capsys
+):
     """Issue 22 #4 and #5: an input rewritten between two runs is not paired by `query --compare` (listed apart),
     and the older run's report does not play today's input beside that night's output."""
     import soundfile as sf
@@ -305,7 +390,14 @@ def test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_repor
         sf.write(root / f"c{i}.wav", generate_pair(1.0 + 0.2 * i, 5.0, 16000, rng)[0], 16000, subtype="PCM_16")
 
     def night(run_id: str) -> None:
-        run_denoise(DenoiseConfig(input_uri=str(root), output_uri=out, run_id=run_id, model=ModelStageConfig(checkpoint_uri=tiny_checkpoint)))
+        run_denoise(
+            DenoiseConfig(
+                input_uri=str(root),
+                output_uri=out,
+                run_id=run_id,
+                model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+            )
+        )
 
     night("r1")
     # Today's c0 is another, 12 dB quieter recording of another length.
@@ -318,7 +410,25 @@ def test_changed_input_is_left_out_of_compare_and_not_embedded_in_an_older_repor
     assert "not compared: 1 inputs changed between r1 and r2: c0.wav" in captured.err
 
     report = str(tmp_path / "r1.html")
-    assert main(["report", out, "--run-id", "r1", "--against", "r2", "--out", report, "--clips", "3", "--excerpt-seconds", "2"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                out,
+                "--run-id",
+                "r1",
+                "--against",
+                "r2",
+                "--out",
+                report,
+                "--clips",
+                "3",
+                "--excerpt-seconds",
+                "2",
+            ]
+        )
+        == 0
+    )
     text = open(report, encoding="utf-8").read()
     assert text.count("input changed since this run") == 1
     assert text.count("<audio") == 2 * 3 - 1  # no "noisy" player for c0: its input is not the one r1 denoised

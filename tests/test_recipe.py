@@ -29,9 +29,19 @@ def _corpus(root: str, rng) -> None:
 
 def _train(root: str, epochs: int) -> int:
     tiny = [f"model.{k}={v}" for k, v in SMALL_STFT_CONFIG.items()]
-    sets = [*tiny, f"storage_path={root}/runs", f"data.clean_uri={root}/clean", f"data.noise_uri={root}/noise",
-            "data.valid_pairs=1", "data.valid_segment_seconds=1.0", "mix.segment_seconds=0.5",
-            "optim.batch_size=2", "optim.steps_per_epoch=2", f"optim.epochs={epochs}", "optim.warmup_steps=1"]
+    sets = [
+        *tiny,
+        f"storage_path={root}/runs",
+        f"data.clean_uri={root}/clean",
+        f"data.noise_uri={root}/noise",
+        "data.valid_pairs=1",
+        "data.valid_segment_seconds=1.0",
+        "mix.segment_seconds=0.5",
+        "optim.batch_size=2",
+        "optim.steps_per_epoch=2",
+        f"optim.epochs={epochs}",
+        "optim.warmup_steps=1",
+    ]
     argv = ["train", "--config", str(RECIPE), "--executor", "local", "--device", "cpu", "--name", "tiny"]
     for s in sets:
         argv += ["--set", s]

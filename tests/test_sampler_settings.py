@@ -36,13 +36,18 @@ def test_sampler_settings_replace_the_checkpoints_and_name_another_model(udiffse
 
 
 def test_architecture_fields_and_other_families_are_refused_in_one_line(udiffse_checkpoint, tiny_checkpoint):
-    with pytest.raises(ValueError, match=r"model.sampler: channels not a sampler setting of udiffse \(it takes num_e") as exc:
+    with pytest.raises(
+        ValueError, match=r"model.sampler: channels not a sampler setting of udiffse \(it takes num_e"
+    ) as exc:
         load_model(udiffse_checkpoint, sampler={"channels": 16})
     assert "\n" not in str(exc.value)
     with pytest.raises(ValueError, match="not a sampler setting of diffgmm .it takes none"):
         load_model(tiny_checkpoint, sampler={"num_e": 3})
     # Not strict (an evaluation of several families): the keys a family does not take are left out.
-    assert load_model(tiny_checkpoint, sampler={"num_e": 3}, strict_sampler=False).model_id == load_model(tiny_checkpoint).model_id
+    assert (
+        load_model(tiny_checkpoint, sampler={"num_e": 3}, strict_sampler=False).model_id
+        == load_model(tiny_checkpoint).model_id
+    )
     # A bad value is the family config's own error, naming the checkpoint.
     with pytest.raises(ValueError, match="udiffse.pt"):
         load_model(udiffse_checkpoint, sampler={"num_e": 0})

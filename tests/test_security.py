@@ -16,8 +16,10 @@ SECRET = "S3cr3tPl4nted-7f1c"
 def test_redact_removes_env_values_url_userinfo_and_signatures(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "abc")  # too short to mask safely: left alone
-    message = (f"failed with key {SECRET} at https://AKID:{SECRET}x@minio.local:9000/bucket and "
-               f"https://b.s3.amazonaws.com/k.wav?X-Amz-Credential=AKID%2F2026&X-Amz-Signature=deadbeef&x=1")
+    message = (
+        f"failed with key {SECRET} at https://AKID:{SECRET}x@minio.local:9000/bucket and "
+        f"https://b.s3.amazonaws.com/k.wav?X-Amz-Credential=AKID%2F2026&X-Amz-Signature=deadbeef&x=1"
+    )
     out = redact(message)
     assert SECRET not in out and "deadbeef" not in out and "AKID%2F2026" not in out
     assert "https://***@minio.local:9000/bucket" in out and "X-Amz-Signature=***" in out and "&x=1" in out
@@ -40,8 +42,12 @@ def test_cli_errors_and_logs_never_show_planted_credentials(monkeypatch, tmp_pat
     from jobs.cli import _redact_record
 
     logger = logging.getLogger("pipeline.anything")
-    record = logger.makeRecord("pipeline.anything", logging.INFO, __file__, 1, "endpoint %s", (f"http://k:{SECRET}@127.0.0.1:9",), None)
-    assert _redact_record(record) and SECRET not in record.getMessage() and "http://***@127.0.0.1:9" in record.getMessage()
+    record = logger.makeRecord(
+        "pipeline.anything", logging.INFO, __file__, 1, "endpoint %s", (f"http://k:{SECRET}@127.0.0.1:9",), None
+    )
+    assert (
+        _redact_record(record) and SECRET not in record.getMessage() and "http://***@127.0.0.1:9" in record.getMessage()
+    )
 
 
 @pytest.mark.parametrize("uri", [f"http://user:{SECRET}@127.0.0.1:9/in"])
@@ -52,7 +58,9 @@ def test_cli_error_for_a_url_with_credentials_is_redacted(uri, tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log(ray_local, s3_bucket, tiny_checkpoint, caplog, monkeypatch):
+def test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log(
+    ray_local, s3_bucket, tiny_checkpoint, caplog, monkeypatch
+):
     """The secret rides in the config (a URL's user-info) and the environment; errors are provoked; then everything is searched."""
     import io
     import uuid
@@ -86,15 +94,22 @@ def test_a_planted_secret_reaches_no_output_object_log_line_or_ray_session_log(r
     caplog.handler.addFilter(_redact_record)
     # What a library could echo; set for the whole test, as a process's credentials are.
     monkeypatch.setenv("AWS_SESSION_TOKEN", secret)
-    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out", run_id="leak",
-                           reference_uri=references, storage=StorageConfig(endpoint_url=endpoint, operation_attempts=2),
-                           model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    config = DenoiseConfig(
+        input_uri=f"s3://{bucket}/in",
+        output_uri=f"s3://{bucket}/out",
+        run_id="leak",
+        reference_uri=references,
+        storage=StorageConfig(endpoint_url=endpoint, operation_attempts=2),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     summary = run_denoise(config)
     # An operator error with the secret in the failing URI, through the CLI's one line.
     assert main(["denoise", "--input", f"http://u:{secret}@127.0.0.1:9/in", "--output", "/tmp/never"]) == 1
     assert summary["clips"] == 4 and summary["errors"] == 1  # the run really happened, with an error row
     rows = read_parquet(f"s3://{bucket}/out/runs/leak/clips/part-00000.parquet", config.storage)
-    assert all("http://***@127.0.0.1:9/references/" in e for e in rows.column("metrics_error").to_pylist() if e), rows.column("metrics_error").to_pylist()
+    assert all("http://***@127.0.0.1:9/references/" in e for e in rows.column("metrics_error").to_pylist() if e), (
+        rows.column("metrics_error").to_pylist()
+    )
 
     objects = client.list_objects_v2(Bucket=bucket, Prefix="out/")["Contents"]
     assert any(o["Key"].endswith("_COMMITTED.json") for o in objects)

@@ -96,8 +96,12 @@ def _epochs(tmp_path, rule: str, amounts=(0.0, 1.0), progress=None):
     from pipeline.train.configs import DataConfig, TrainConfig
     from pipeline.train.loop import Progress, end_of_epoch
 
-    config = TrainConfig(name="sel", storage_path=str(tmp_path), data=DataConfig(clean_uri="unused", noise_uri="unused"),
-                         selection=SelectionConfig(rule=rule))
+    config = TrainConfig(
+        name="sel",
+        storage_path=str(tmp_path),
+        data=DataConfig(clean_uri="unused", noise_uri="unused"),
+        selection=SelectionConfig(rule=rule),
+    )
     core, valid = LowPass(), _valid_pairs()
     optimizer = torch.optim.Adam(core.trainable_parameters())
     progress = progress or Progress()
@@ -145,6 +149,10 @@ def test_a_resumed_run_keeps_its_best_under_the_same_rule_and_chooses_anew_under
     # A last.pt from before selection rules (no score or rule stored) resumes as best by PESQ-WB alone.
     legacy = {**last, "metadata": {**last["metadata"], "trainer_state": {"step": 4, "best_pesq_wb": 9.0}}}
     old = restore_progress(optimizer, legacy)
-    assert old.best_score == 9.0 and old.selection == {"rule": "pesq_wb", "stoi_weight": 2.0, "stoi_not_below_input": True}
+    assert old.best_score == 9.0 and old.selection == {
+        "rule": "pesq_wb",
+        "stoi_weight": 2.0,
+        "stoi_not_below_input": True,
+    }
     _, best, _, _ = _epochs(tmp_path, "pesq_wb", (1.0,), old)
     assert best["step"] == 4  # PESQ ≈ 1.2 does not beat the stored 9.0

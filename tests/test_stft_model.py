@@ -48,7 +48,7 @@ def test_complex_nll_matches_direct_computation():
         scale=torch.tensor(sigma).view(1, 3, 1),
     )
     for value in (complex(-1, 0.4), complex(0.3, -0.2), complex(5, 5)):
-        density = sum(w / (math.pi * s**2) * math.exp(-abs(value - m) ** 2 / s**2) for w, m, s in zip(pi, mu, sigma))
+        density = sum(w / (math.pi * s**2) * math.exp(-(abs(value - m) ** 2) / s**2) for w, m, s in zip(pi, mu, sigma))
         got = mixture_nll(params, torch.tensor([[value]], dtype=torch.complex64))
         assert abs(float(got) + math.log(density)) < 1e-4
     expected_mean = sum(w * m for w, m in zip(pi, mu))
@@ -132,10 +132,14 @@ def test_shipped_model_keeps_silence_silent_and_adds_no_noise_to_near_silence():
     from pipeline.inference.enhance import Enhancer
 
     enhancer = Enhancer(load_model().model)
-    assert np.array_equal(enhancer.enhance(np.zeros(40000, dtype=np.float32), 16000)[0], np.zeros(40000, dtype=np.float32))
+    assert np.array_equal(
+        enhancer.enhance(np.zeros(40000, dtype=np.float32), 16000)[0], np.zeros(40000, dtype=np.float32)
+    )
     rng = np.random.default_rng(0)
     for level_dbfs in (-90.0, -70.0):
         quiet = (rng.standard_normal(40000) * 10 ** (level_dbfs / 20)).astype(np.float32)
         out = enhancer.enhance(quiet, 16000)[0]
-        gain_db = 20 * np.log10(np.sqrt(np.mean(out.astype(np.float64) ** 2)) / np.sqrt(np.mean(quiet.astype(np.float64) ** 2)))
+        gain_db = 20 * np.log10(
+            np.sqrt(np.mean(out.astype(np.float64) ** 2)) / np.sqrt(np.mean(quiet.astype(np.float64) ** 2))
+        )
         assert gain_db <= 0.5, (level_dbfs, gain_db)

@@ -66,7 +66,9 @@ def test_every_s3_client_takes_the_endpoint_from_aws_endpoint_url_s3(s3_bucket, 
     endpoint, bucket = s3_bucket
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    config = storage.StorageConfig(max_attempts=1, operation_attempts=1, connect_timeout_seconds=2, read_timeout_seconds=2)
+    config = storage.StorageConfig(
+        max_attempts=1, operation_attempts=1, connect_timeout_seconds=2, read_timeout_seconds=2
+    )
     buf = io.BytesIO()
     pq.write_table(pa.table({"x": [1, 2, 3]}), buf)
     storage.write_bytes(f"s3://{bucket}/t.parquet", buf.getvalue(), config)

@@ -117,11 +117,19 @@ def test_not_found_is_not_retried(s3_bucket, proxy):
 def test_denoise_job_through_a_flaky_store_loses_nothing(ray_local, s3_bucket, proxy, tiny_checkpoint):
     endpoint, bucket = s3_bucket
     files = _upload(endpoint, bucket, "in", 5)
-    proxy.add(Fault("slowdown", times=None, every=4), Fault("reset", times=None, every=9),
-              Fault("cut", method="GET", times=None, every=5, cut_bytes=500), Fault("delay", times=None, every=7, delay_seconds=0.2))
-    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out", run_id="flaky",
-                           storage=storage.StorageConfig(endpoint_url=proxy.url, **FAST),
-                           model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    proxy.add(
+        Fault("slowdown", times=None, every=4),
+        Fault("reset", times=None, every=9),
+        Fault("cut", method="GET", times=None, every=5, cut_bytes=500),
+        Fault("delay", times=None, every=7, delay_seconds=0.2),
+    )
+    config = DenoiseConfig(
+        input_uri=f"s3://{bucket}/in",
+        output_uri=f"s3://{bucket}/out",
+        run_id="flaky",
+        storage=storage.StorageConfig(endpoint_url=proxy.url, **FAST),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     summary = run_denoise(config)
     assert summary["clips"] == 5 and summary["ok"] == 5, summary
     assert sum(proxy.injected.values()) >= 10, proxy.injected
@@ -136,12 +144,17 @@ def test_denoise_job_through_a_flaky_store_loses_nothing(ray_local, s3_bucket, p
 
 
 @pytest.mark.slow
-def test_persistent_faults_are_error_rows_or_a_failed_job_and_nightly_retries_them(ray_local, s3_bucket, proxy, tiny_checkpoint):
+def test_persistent_faults_are_error_rows_or_a_failed_job_and_nightly_retries_them(
+    ray_local, s3_bucket, proxy, tiny_checkpoint
+):
     endpoint, bucket = s3_bucket
     _upload(endpoint, bucket, "in", 3)
-    config = DenoiseConfig(input_uri=f"s3://{bucket}/in", output_uri=f"s3://{bucket}/out",
-                           storage=storage.StorageConfig(endpoint_url=proxy.url, max_attempts=2, operation_attempts=2, **FAST),
-                           model=ModelStageConfig(checkpoint_uri=tiny_checkpoint))
+    config = DenoiseConfig(
+        input_uri=f"s3://{bucket}/in",
+        output_uri=f"s3://{bucket}/out",
+        storage=storage.StorageConfig(endpoint_url=proxy.url, max_attempts=2, operation_attempts=2, **FAST),
+        model=ModelStageConfig(checkpoint_uri=tiny_checkpoint),
+    )
     night = NightlyConfig(max_attempts=3)
 
     # Night 1: one input cannot be read at all: its row says why; the others are fine; the run commits.

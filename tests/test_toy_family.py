@@ -85,9 +85,16 @@ def toy_ray(toy_family):
     was_running = ray.is_initialized()
     ray.shutdown()
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": "tests.test_toy_family.register",
-                          "env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        configure_logging=False,
+        log_to_driver=False,
+        runtime_env={
+            "worker_process_setup_hook": "tests.test_toy_family.register",
+            "env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)},
+        },
+    )
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
@@ -124,8 +131,19 @@ def test_toy_family_through_enhance(half_gain_checkpoint, tmp_path, rng, capsys)
 
     root = str(tmp_path)
     _clips(root, rng)
-    code = main(["enhance", f"{root}/noisy/c0.wav", f"{root}/noisy/c1.wav", "--model", half_gain_checkpoint,
-                 "--output-dir", f"{root}/out", "--device", "cpu"])
+    code = main(
+        [
+            "enhance",
+            f"{root}/noisy/c0.wav",
+            f"{root}/noisy/c1.wav",
+            "--model",
+            half_gain_checkpoint,
+            "--output-dir",
+            f"{root}/out",
+            "--device",
+            "cpu",
+        ]
+    )
     captured = capsys.readouterr()
     out = captured.out
     assert code == 0, captured.out + captured.err
@@ -142,11 +160,23 @@ def test_toy_family_through_train_local(toy_family, tmp_path, rng):
 
     root = str(tmp_path)
     _clips(root, rng)
-    sets = [f"model_name={NAME}", f"storage_path={root}/runs", "data.mode=paired",
-            f"data.paired_clean_uri={root}/clean", f"data.paired_noisy_uri={root}/noisy", "data.clean_holdout_fraction=0.0",
-            f"data.valid_clean_uri={root}/clean", f"data.valid_noisy_uri={root}/noisy", "data.valid_pairs=1",
-            "mix.segment_seconds=0.5", "optim.batch_size=2", "optim.steps_per_epoch=20", "optim.epochs=1",
-            "optim.learning_rate=0.05", "loss.weight=2.0"]
+    sets = [
+        f"model_name={NAME}",
+        f"storage_path={root}/runs",
+        "data.mode=paired",
+        f"data.paired_clean_uri={root}/clean",
+        f"data.paired_noisy_uri={root}/noisy",
+        "data.clean_holdout_fraction=0.0",
+        f"data.valid_clean_uri={root}/clean",
+        f"data.valid_noisy_uri={root}/noisy",
+        "data.valid_pairs=1",
+        "mix.segment_seconds=0.5",
+        "optim.batch_size=2",
+        "optim.steps_per_epoch=20",
+        "optim.epochs=1",
+        "optim.learning_rate=0.05",
+        "loss.weight=2.0",
+    ]
     argv = ["train", "--executor", "local", "--device", "cpu", "--name", "toy"]
     for s in sets:
         argv += ["--set", s]
@@ -168,8 +198,22 @@ def test_toy_family_through_denoise_and_evaluate_on_real_ray(toy_ray, half_gain_
 
     root = str(tmp_path)
     _clips(root, rng)
-    assert main(["denoise", "--input", f"{root}/noisy", "--output", f"{root}/out", "--model", half_gain_checkpoint,
-                 "--run-id", "t1"]) == 0
+    assert (
+        main(
+            [
+                "denoise",
+                "--input",
+                f"{root}/noisy",
+                "--output",
+                f"{root}/out",
+                "--model",
+                half_gain_checkpoint,
+                "--run-id",
+                "t1",
+            ]
+        )
+        == 0
+    )
     rows = {r[S.INPUT_KEY]: r for r in pq.read_table(RunPaths.of(f"{root}/out", "t1").clips_uri).to_pylist()}
     assert set(rows) == {"c0.wav", "c1.wav"}
     for key, row in rows.items():
@@ -179,8 +223,24 @@ def test_toy_family_through_denoise_and_evaluate_on_real_ray(toy_ray, half_gain_
         enhanced, _ = sf.read(f"{root}/out/runs/t1/audio/{key}", dtype="float32")
         np.testing.assert_allclose(enhanced, 0.5 * noisy, atol=1e-3)
 
-    assert main(["evaluate", "--clean", f"{root}/clean", "--noisy", f"{root}/noisy", "--output", f"{root}/eval",
-                 "--models", f"half={half_gain_checkpoint},noisy", "--run-id", "e1"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--clean",
+                f"{root}/clean",
+                "--noisy",
+                f"{root}/noisy",
+                "--output",
+                f"{root}/eval",
+                "--models",
+                f"half={half_gain_checkpoint},noisy",
+                "--run-id",
+                "e1",
+            ]
+        )
+        == 0
+    )
     df = pq.read_table(f"{root}/eval/runs/e1/clips").to_pandas()
     ok = df[df[S.STATUS] == "ok"]
     assert sorted(ok[S.MODEL].unique()) == ["half", "noisy"] and len(ok) == 4

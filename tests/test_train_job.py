@@ -62,7 +62,15 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monke
         storage_path="train",
         model=DiffGMMConfig(**TINY_CONFIG),
         mix=MixConfig(segment_seconds=0.5),
-        data=DataConfig(mode="mix", clean_uri=f"{root}/clean", noise_uri=f"{root}/noise", clean_holdout_fraction=0.3, noise_holdout_fraction=0.3, valid_pairs=2, valid_segment_seconds=1.0),
+        data=DataConfig(
+            mode="mix",
+            clean_uri=f"{root}/clean",
+            noise_uri=f"{root}/noise",
+            clean_holdout_fraction=0.3,
+            noise_holdout_fraction=0.3,
+            valid_pairs=2,
+            valid_segment_seconds=1.0,
+        ),
         optim=OptimConfig(learning_rate=3e-3, batch_size=4, steps_per_epoch=4, epochs=1),
         scaling=ScalingConfig(num_workers=2, cpus_per_worker=0.5, cpus_per_data_actor=0.25),
     )
@@ -81,7 +89,9 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monke
     assert os.listdir(f"{root}/train/tiny/{ray_checkpoints[0]}") == ["metrics.json"]
 
     # A rerun with the same name and more epochs continues from step 4.
-    longer = TrainConfig(**{**config.__dict__, "optim": OptimConfig(learning_rate=3e-3, batch_size=4, steps_per_epoch=4, epochs=2)})
+    longer = TrainConfig(
+        **{**config.__dict__, "optim": OptimConfig(learning_rate=3e-3, batch_size=4, steps_per_epoch=4, epochs=2)}
+    )
     second = run_train(longer)
     assert second["resumed_from_step"] == 4
     assert second["metrics"]["step"] == 8
@@ -93,7 +103,12 @@ def test_two_worker_training_resumes_and_exports(ray_local, tmp_path, rng, monke
     loaded = load_model(f"{root}/model.pt")
     assert "optimizer" not in loaded.metadata and loaded.model.config.num_steps == TINY_CONFIG["num_steps"]
     summary = run_denoise(
-        DenoiseConfig(input_uri=f"{root}/clean", output_uri=f"{root}/den", run_id="x", model=ModelStageConfig(checkpoint_uri=f"{root}/model.pt"))
+        DenoiseConfig(
+            input_uri=f"{root}/clean",
+            output_uri=f"{root}/den",
+            run_id="x",
+            model=ModelStageConfig(checkpoint_uri=f"{root}/model.pt"),
+        )
     )
     assert summary["ok"] == 6
 

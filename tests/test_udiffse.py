@@ -42,6 +42,7 @@ def speechlike(seconds: float, seed: int, sample_rate: int = 16000) -> torch.Ten
 
 # --- SDE ----------------------------------------------------------------------------------------
 
+
 def test_sde_marginal_mean_and_std_match_a_direct_simulation():
     sde = OUVESDE(1.5, 0.05, 0.5)
     g = gen(0)
@@ -62,7 +63,11 @@ def test_sde_marginal_mean_and_std_match_a_direct_simulation():
         mean, var = xs.mean(dim=0), (xs - xs.mean(dim=0)).abs().pow(2).mean(dim=0)
         assert torch.allclose(mean, float(sde.mean_factor(t)) * s0, atol=0.01), (t, mean)
         # Variance estimate of 20 000 paths: about 1 % standard error; 1000 Euler steps add well under that.
-        assert torch.allclose(var, torch.full_like(var, float(sde.std(t)) ** 2), rtol=0.04), (t, var, float(sde.std(t)) ** 2)
+        assert torch.allclose(var, torch.full_like(var, float(sde.std(t)) ** 2), rtol=0.04), (
+            t,
+            var,
+            float(sde.std(t)) ** 2,
+        )
 
 
 def test_sde_variance_solves_its_ode_and_starts_at_zero():
@@ -75,6 +80,7 @@ def test_sde_variance_solves_its_ode_and_starts_at_zero():
 
 
 # --- NMF ----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_nmf_is_update_decreases_the_itakura_saito_divergence(seed):
@@ -95,6 +101,7 @@ def test_nmf_is_update_decreases_the_itakura_saito_divergence(seed):
 
 
 # --- Sampler with an oracle score -----------------------------------------------------------------
+
 
 def _gaussian_problem(vs=1.0, vn=0.25, shape=(16, 32)):
     g = gen(0)
@@ -143,6 +150,7 @@ def test_likelihood_step_with_an_oracle_prior_score_gives_the_posterior_mean():
 
 # --- The family: determinism, streaming, clip isolation ------------------------------------------
 
+
 def test_same_seed_same_output_different_seed_different_output():
     model, clip = tiny_model(), speechlike(0.5, 0)
     a, stats_a, state_a = model.enhance_chunk(clip, None, gen(7))
@@ -172,8 +180,8 @@ def test_long_clip_streams_with_a_bounded_state_that_is_carried():
     # The state's size does not grow with the chunk: W (bins, rank), mean activations (rank,), peak ().
     assert {k: v.shape for k, v in state1.items()} == {k: v.shape for k, v in state_long.items()}
     assert state1["w"].shape == (33, 4) and state1["h_mean"].shape == (4,)
-    warm, _, _ = model.enhance_chunk(clip[size: 2 * size], state1, gen(6))
-    cold, _, _ = model.enhance_chunk(clip[size: 2 * size], None, gen(6))
+    warm, _, _ = model.enhance_chunk(clip[size : 2 * size], state1, gen(6))
+    cold, _, _ = model.enhance_chunk(clip[size : 2 * size], None, gen(6))
     assert not torch.allclose(warm, cold, atol=1e-5)  # the carried noise model is used
 
 
@@ -218,6 +226,7 @@ def test_noise_fingerprint_reads_the_level_and_colour_of_a_known_noise():
 
 
 # --- Training ------------------------------------------------------------------------------------
+
 
 def test_dsm_loss_ignores_noisy_uses_the_generator_and_decreases():
     clean = torch.stack([speechlike(0.5, s) for s in range(4)])

@@ -22,17 +22,30 @@ def test_udiffse_trains_locally_on_clean_only_and_checkpoint_says_no_noise(tmp_p
     os.makedirs(tmp_path / "clean")
     for i in range(10):
         sf.write(tmp_path / "clean" / f"spk{i}_utt.wav", speech_like(1.0, 16000, rng), 16000)
-    overrides = {"data.clean_uri": str(tmp_path / "clean"), "storage_path": str(tmp_path / "runs"), "name": "u",
-                 "data.clean_holdout_fraction": 0.3, "data.valid_pairs": 2, "data.valid_segment_seconds": 0.5,
-                 "mix.segment_seconds": 0.5, "optim.batch_size": 2, "optim.steps_per_epoch": 2, "optim.epochs": 1,
-                 "optim.warmup_steps": 0, **{f"model.{k}": v for k, v in TINY.items()}}
+    overrides = {
+        "data.clean_uri": str(tmp_path / "clean"),
+        "storage_path": str(tmp_path / "runs"),
+        "name": "u",
+        "data.clean_holdout_fraction": 0.3,
+        "data.valid_pairs": 2,
+        "data.valid_segment_seconds": 0.5,
+        "mix.segment_seconds": 0.5,
+        "optim.batch_size": 2,
+        "optim.steps_per_epoch": 2,
+        "optim.epochs": 1,
+        "optim.warmup_steps": 0,
+        **{f"model.{k}": v for k, v in TINY.items()},
+    }
     config = load_yaml(TrainConfig, "jobs/configs/train-udiffse.yaml", overrides)
     result = run_train_local(config, {"recipe": "jobs/configs/train-udiffse.yaml"}, device="cpu")
     assert result["metrics"]["step"] == 2 and np.isfinite(result["metrics"]["val_dsm"])
     ckpt = torch.load(tmp_path / "runs" / "u" / "last.pt", weights_only=True)
     meta = ckpt["metadata"]
     assert meta["data_mode"] == "clean" and meta["noise_files"] == "none" and meta["clean_files"] >= 1
-    assert meta["recipe"] == "jobs/configs/train-udiffse.yaml" and -meta["val"]["loss"] == meta["trainer_state"]["best_score"]
+    assert (
+        meta["recipe"] == "jobs/configs/train-udiffse.yaml"
+        and -meta["val"]["loss"] == meta["trainer_state"]["best_score"]
+    )
     model, _ = model_from_checkpoint(torch.load(tmp_path / "runs" / "u" / "best.pt", weights_only=True))
     assert model.name == "udiffse" and model.config.num_e == 2
 

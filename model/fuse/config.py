@@ -64,13 +64,29 @@ class FUSEConfig:
     latent_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("stage", self.stage, STAGES), ("guidance", self.guidance, GUIDANCE),
-                                     ("conditioning", self.conditioning, CONDITIONING), ("schedule", self.schedule, SCHEDULES)):
+        for name, value, allowed in (
+            ("stage", self.stage, STAGES),
+            ("guidance", self.guidance, GUIDANCE),
+            ("conditioning", self.conditioning, CONDITIONING),
+            ("schedule", self.schedule, SCHEDULES),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        require_at_least_one(self, ("latent_channels", "vae_channels", "vae_blocks", "groups", "denoiser_channels",
-                                    "denoiser_blocks", "time_embed_dim", "guidance_stride", "guidance_channels",
-                                    "train_timesteps"))
+        require_at_least_one(
+            self,
+            (
+                "latent_channels",
+                "vae_channels",
+                "vae_blocks",
+                "groups",
+                "denoiser_channels",
+                "denoiser_blocks",
+                "time_embed_dim",
+                "guidance_stride",
+                "guidance_channels",
+                "train_timesteps",
+            ),
+        )
         for name in ("vae_channels", "denoiser_channels"):
             if getattr(self, name) % self.groups:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of groups ({self.groups})")
@@ -85,13 +101,20 @@ class FUSEConfig:
         if not 0.0 < self.voicing_threshold < 1.0:
             raise ValueError(f"voicing_threshold must be in (0, 1), got {self.voicing_threshold}")
         if self.guidance == "crepe_tiny" and (self.sample_rate != CREPE_SAMPLE_RATE or self.hop_length != CREPE_HOP):
-            raise ValueError(f"guidance crepe_tiny needs sample_rate {CREPE_SAMPLE_RATE} and hop_length {CREPE_HOP} (CREPE's 10 ms frames)")
+            raise ValueError(
+                f"guidance crepe_tiny needs sample_rate {CREPE_SAMPLE_RATE} and hop_length {CREPE_HOP} (CREPE's 10 ms frames)"
+            )
         _ = self.stft  # validates the STFT fields
 
     @property
     def stft(self) -> STFTConfig:
-        return STFTConfig(n_fft=self.n_fft, hop_length=self.hop_length, compress=self.compress, window="sqrt_hann",
-                          win_length=self.win_length)
+        return STFTConfig(
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            compress=self.compress,
+            window="sqrt_hann",
+            win_length=self.win_length,
+        )
 
     @property
     def spectrum_channels(self) -> int:

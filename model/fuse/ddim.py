@@ -19,7 +19,9 @@ def ddim_timesteps(train_timesteps: int, num_steps: int) -> list[int]:
     return sorted(set(steps), reverse=True)
 
 
-def ddim_step(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float | torch.Tensor, alpha_bar_prev: float | torch.Tensor):
+def ddim_step(
+    x_t: torch.Tensor, eps: torch.Tensor, alpha_bar_t: float | torch.Tensor, alpha_bar_prev: float | torch.Tensor
+):
     """One η = 0 step: (x_{t'}, x̂0) with x̂0 = (x_t − √(1−ᾱ_t) ε̂)/√ᾱ_t and x_{t'} = √ᾱ_{t'} x̂0 + √(1−ᾱ_{t'}) ε̂.
 
     ``alpha_bar_prev`` = 1 for the last step, which returns x̂0 itself.
@@ -46,8 +48,14 @@ class DDIMSampler:
             x, _ = ddim_step(x, eps, self.alpha_bars[t], self.alpha_bars[t_prev] if t_prev >= 0 else 1.0)
         return x, eps
 
-    def sample(self, shape: tuple[int, ...], predict: NoisePredictor, generator: torch.Generator | None,
-               device: torch.device, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self,
+        shape: tuple[int, ...],
+        predict: NoisePredictor,
+        generator: torch.Generator | None,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """x_T ~ N(0, I) of ``shape`` drawn from ``generator`` (on its own device), then :meth:`run`."""
         where = generator.device if generator is not None else device
         x = torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)

@@ -28,14 +28,17 @@ class LatentDenoiser(nn.Module):
         self.concat, self.time_dim = concat, config.time_embed_dim
         self.inp = nn.Conv1d(2 * latent + (config.guidance_channels if concat else 0), c, 3, padding=1)
         self.time = nn.Sequential(nn.Linear(config.time_embed_dim, c), nn.SiLU(), nn.Linear(c, c))
-        self.blocks = nn.ModuleList(ResBlock1d(c, g, 2 ** (i % 4), film_channels=film, bias_channels=c)
-                                    for i in range(config.denoiser_blocks))
+        self.blocks = nn.ModuleList(
+            ResBlock1d(c, g, 2 ** (i % 4), film_channels=film, bias_channels=c) for i in range(config.denoiser_blocks)
+        )
         self.norm = nn.GroupNorm(g, c)
         self.out = nn.Conv1d(c, latent, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, noisy_latent: torch.Tensor, guidance: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, noisy_latent: torch.Tensor, guidance: torch.Tensor | None
+    ) -> torch.Tensor:
         parts = [x_t, noisy_latent] + ([guidance] if self.concat else [])
         h = self.inp(torch.cat(parts, dim=1))
         temb = self.time(timestep_embedding(t, self.time_dim))

@@ -17,7 +17,9 @@ class ResBlock1d(nn.Module):
     is added after the first conv (the diffusion time embedding).
     """
 
-    def __init__(self, channels: int, groups: int, dilation: int = 1, film_channels: int = 0, bias_channels: int = 0) -> None:
+    def __init__(
+        self, channels: int, groups: int, dilation: int = 1, film_channels: int = 0, bias_channels: int = 0
+    ) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.GroupNorm(groups, channels), nn.GroupNorm(groups, channels)
         self.conv1 = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation)
@@ -25,7 +27,9 @@ class ResBlock1d(nn.Module):
         self.film = nn.Conv1d(film_channels, 2 * channels, 1) if film_channels else None
         self.bias = nn.Linear(bias_channels, channels) if bias_channels else None
 
-    def forward(self, x: torch.Tensor, film: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, film: torch.Tensor | None = None, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         if self.bias is not None:
             h = h + self.bias(bias)[:, :, None]

@@ -8,8 +8,9 @@ from model.fuse.config import FUSELossConfig
 from model.fuse.schedule import add_noise
 
 
-def fuse_loss(model, noisy: torch.Tensor, clean: torch.Tensor, config: FUSELossConfig,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def fuse_loss(
+    model, noisy: torch.Tensor, clean: torch.Tensor, config: FUSELossConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
     """The registered loss: noisy, clean (batch, samples) float32 → (scalar loss, parts incl. "total").
 
     Runs through ``model(...)`` (:meth:`model.fuse.FUSE.forward` → :func:`fuse_terms`) so a
@@ -18,8 +19,9 @@ def fuse_loss(model, noisy: torch.Tensor, clean: torch.Tensor, config: FUSELossC
     return model(noisy, clean, kl_weight=config.kl_weight, generator=generator)
 
 
-def fuse_terms(core, noisy: torch.Tensor, clean: torch.Tensor, kl_weight: float,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+def fuse_terms(
+    core, noisy: torch.Tensor, clean: torch.Tensor, kl_weight: float, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
     """FUSE's training forward pass, noisy, clean (batch, samples) float32 → (scalar loss, parts incl. "total").
 
     Stage ``vae``: the clean and the noisy windows (each normalised by its own std) are

@@ -87,7 +87,9 @@ class FUSE(nn.Module):
         stage 1's VAE. Returns the parts taken ("vae", "denoiser").
         """
         if not isinstance(other, FUSE):
-            raise TypeError(f"FUSE starts only from a FUSE checkpoint, got {getattr(other, 'name', type(other).__name__)!r}")
+            raise TypeError(
+                f"FUSE starts only from a FUSE checkpoint, got {getattr(other, 'name', type(other).__name__)!r}"
+            )
         self.vae.load_state_dict(other.vae.state_dict(), strict=True)
         taken = ["vae"]
         mine = {k: v for k, v in self.state_dict().items() if not k.startswith("vae.")}
@@ -160,7 +162,8 @@ class FUSE(nn.Module):
         if self._extractor is None:
             raise ExtractorMissing(
                 f"FUSE guidance {c.guidance!r} needs its frozen extractor, which this model was not given: "
-                "load the model through the pipeline (pipeline.core.checkpoints.load_model), which hands it in")
+                "load the model through the pipeline (pipeline.core.checkpoints.load_model), which hands it in"
+            )
         features, periodicity = crepe_features(self._extractor, windows, c.guidance_stride)
         features = features.repeat_interleave(c.guidance_stride, dim=-1)[..., :frames]
         periodicity = periodicity.repeat_interleave(c.guidance_stride, dim=-1)[..., :frames]
@@ -170,15 +173,22 @@ class FUSE(nn.Module):
         """The posterior mean, scaled by ``latent_scale``: what the diffusion runs on."""
         return self.vae.encode(spectrum.features)[0] * self.config.latent_scale
 
-    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, kl_weight: float = 1e-4,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(
+        self,
+        noisy: torch.Tensor,
+        clean: torch.Tensor,
+        kl_weight: float = 1e-4,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Training only: the stage's loss on noisy, clean (batch, samples) (:func:`model.fuse.loss.fuse_terms`)."""
         from model.fuse.loss import fuse_terms
 
         return fuse_terms(self, noisy, clean, kl_weight, generator)
 
     @torch.inference_mode()
-    def enhance(self, windows: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def enhance(
+        self, windows: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The model-family interface: windows (batch, samples) float32 → (windows, stats).
 
         A ``diffusion``-stage model samples with DDIM (x_T from ``generator``); a ``vae``-stage
@@ -201,8 +211,9 @@ class FUSE(nn.Module):
             out = self.waveform(recon, spec.scale, spec.length)
         else:
             cond = mean * c.latent_scale
-            z, eps = self.sampler.sample(tuple(cond.shape), lambda x, t: self.denoiser(x, t, cond, guidance),
-                                         generator, cond.device, cond.dtype)
+            z, eps = self.sampler.sample(
+                tuple(cond.shape), lambda x, t: self.denoiser(x, t, cond, guidance), generator, cond.device, cond.dtype
+            )
             stats["fuse_final_eps_rms"] = eps.pow(2).mean(dim=(1, 2)).sqrt()
             out = self.waveform(self.vae.decode(z / c.latent_scale), spec.scale, spec.length)
         # Digital silence has nothing to remove: pass it through exactly.

@@ -10,4 +10,12 @@ from model.udiffse.config import PAPER_SETTING, UDiffSEConfig, UDiffSELossConfig
 from model.udiffse.loss import udiffse_loss
 from model.udiffse.model import OCTAVE_EDGES_HZ, UDiffSE, enhance_clip
 
-__all__ = ["OCTAVE_EDGES_HZ", "PAPER_SETTING", "UDiffSE", "UDiffSEConfig", "UDiffSELossConfig", "enhance_clip", "udiffse_loss"]
+__all__ = [
+    "OCTAVE_EDGES_HZ",
+    "PAPER_SETTING",
+    "UDiffSE",
+    "UDiffSEConfig",
+    "UDiffSELossConfig",
+    "enhance_clip",
+    "udiffse_loss",
+]

@@ -67,7 +67,9 @@ class UDiffSEConfig:
         if not 0.0 < self.amp_exponent <= 1.0 or self.amp_scale <= 0.0:
             raise ValueError(f"need amp_scale > 0 and 0 < amp_exponent <= 1, got {self.amp_scale}, {self.amp_exponent}")
         if not 0.0 < self.sigma_min < self.sigma_max or self.theta < 0.0:
-            raise ValueError(f"need 0 < sigma_min < sigma_max and theta >= 0, got {self.sigma_min}, {self.sigma_max}, {self.theta}")
+            raise ValueError(
+                f"need 0 < sigma_min < sigma_max and theta >= 0, got {self.sigma_min}, {self.sigma_max}, {self.theta}"
+            )
         if not self.channel_mults or min(self.channel_mults) < 1 or self.channels < 1 or self.res_blocks < 1:
             raise ValueError("channels, res_blocks and every channel_mults entry must be >= 1")
         if self.channels % self.groups or any((self.channels * m) % self.groups for m in self.channel_mults):

@@ -14,7 +14,11 @@ from model.udiffse.config import UDiffSELossConfig
 
 
 def udiffse_loss(
-    model, noisy: torch.Tensor | None, clean: torch.Tensor, loss_config: UDiffSELossConfig, generator: torch.Generator | None
+    model,
+    noisy: torch.Tensor | None,
+    clean: torch.Tensor,
+    loss_config: UDiffSELossConfig,
+    generator: torch.Generator | None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """(scalar loss, {"total", "dsm"} as floats) for clean (batch, samples) float32; t and ε drawn from ``generator``."""
     core = model.module if hasattr(model, "module") else model

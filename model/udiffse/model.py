@@ -83,7 +83,10 @@ class UDiffSE(nn.Module):
     # --- enhancement --------------------------------------------------------------------------
     @torch.inference_mode()
     def enhance_chunk(
-        self, chunk: torch.Tensor, state: dict[str, torch.Tensor] | None = None, generator: torch.Generator | None = None
+        self,
+        chunk: torch.Tensor,
+        state: dict[str, torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One chunk of one clip → (enhanced chunk (samples,) float32, stats, state for the clip's next chunk).
 
@@ -103,7 +106,9 @@ class UDiffSE(nn.Module):
         if chunk.dim() != 1:
             raise ValueError(f"enhance_chunk takes one chunk of one clip, shape (samples,); got {tuple(chunk.shape)}")
         if state and set(state) != set(STATE_KEYS):
-            raise ValueError(f"state must have keys {STATE_KEYS} (or be None / empty at a clip's start), got {sorted(state)}")
+            raise ValueError(
+                f"state must have keys {STATE_KEYS} (or be None / empty at a clip's start), got {sorted(state)}"
+            )
         c = self.config
         length = chunk.shape[0]
         image, peak = self.image(chunk.float().unsqueeze(0))
@@ -111,8 +116,12 @@ class UDiffSE(nn.Module):
         bins, frames = noisy.shape
         if float(peak) <= c.peak_floor:
             nan = torch.tensor(float("nan"))
-            stats = {"em_nll": nan, "em_nll_trace": torch.full((c.num_em,), float("nan")),
-                     "noise_band_db": torch.full((len(OCTAVE_EDGES_HZ) - 1,), float("nan")), "noise_dominant_hz": nan}
+            stats = {
+                "em_nll": nan,
+                "em_nll_trace": torch.full((c.num_em,), float("nan")),
+                "noise_band_db": torch.full((len(OCTAVE_EDGES_HZ) - 1,), float("nan")),
+                "noise_dominant_hz": nan,
+            }
             return torch.zeros_like(chunk, dtype=torch.float32), stats, dict(state) if state else {}
         if not state:
             w, h = random_init(bins, frames, c.nmf_rank, generator, c.nmf_floor)
@@ -123,10 +132,25 @@ class UDiffSE(nn.Module):
             h_mean = state["h_mean"].float() * (float(state["peak"]) / float(peak)) ** 2
             h = h_mean.view(-1, 1).expand(-1, frames).clone()
             skip_first = False
-        result = run_em(self.score, self.sde, noisy, w, h, SamplerSettings.from_config(c), c.num_em, c.nbatch,
-                        skip_first, c.nmf_floor, generator)
+        result = run_em(
+            self.score,
+            self.sde,
+            noisy,
+            w,
+            h,
+            SamplerSettings.from_config(c),
+            c.num_em,
+            c.nbatch,
+            skip_first,
+            c.nmf_floor,
+            generator,
+        )
         out = to_waveform(result.clean.unsqueeze(0) * peak, c, length)[0]
-        stats = {"em_nll": result.nll_trace[-1], "em_nll_trace": result.nll_trace, **self.noise_stats(result.w, result.h, peak)}
+        stats = {
+            "em_nll": result.nll_trace[-1],
+            "em_nll_trace": result.nll_trace,
+            **self.noise_stats(result.w, result.h, peak),
+        }
         new_state = {"w": result.w, "h_mean": result.h.mean(dim=1), "peak": peak.detach().clone()}
         return out, stats, new_state
 
@@ -168,7 +192,7 @@ def enhance_clip(
     size = chunk_samples or model.config.chunk_samples
     state, pieces, stats = None, [], []
     for start in range(0, max(clip.shape[0], 1), size):
-        out, chunk_stats, state = model.enhance_chunk(clip[start:start + size], state, generator)
+        out, chunk_stats, state = model.enhance_chunk(clip[start : start + size], state, generator)
         pieces.append(out)
         stats.append(chunk_stats)
     return torch.cat(pieces), stats

@@ -50,7 +50,9 @@ class ScoreUNet(nn.Module):
     bins and frames must be multiples of :attr:`multiple` (the family pads).
     """
 
-    def __init__(self, channels: int, channel_mults: tuple[int, ...], res_blocks: int, groups: int, time_dim: int) -> None:
+    def __init__(
+        self, channels: int, channel_mults: tuple[int, ...], res_blocks: int, groups: int, time_dim: int
+    ) -> None:
         super().__init__()
         c, temb = channels, 4 * channels
         self.time_dim = time_dim

@@ -17,7 +17,9 @@ def is_divergence(v: torch.Tensor, v_hat: torch.Tensor, floor: float = 1e-10) ->
     return (ratio - ratio.log() - 1.0).sum()
 
 
-def is_update(v: torch.Tensor, w: torch.Tensor, h: torch.Tensor, floor: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
+def is_update(
+    v: torch.Tensor, w: torch.Tensor, h: torch.Tensor, floor: float = 1e-10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One multiplicative IS update of W then H (Févotte et al. 2009) for v ≈ w @ h.
 
     v (bins, frames) ≥ 0; w (bins, rank); h (rank, frames). Entries are
@@ -33,8 +35,9 @@ def is_update(v: torch.Tensor, w: torch.Tensor, h: torch.Tensor, floor: float = 
     return w / norm, h * norm.T
 
 
-def random_init(bins: int, frames: int, rank: int, generator: torch.Generator | None,
-                floor: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
+def random_init(
+    bins: int, frames: int, rank: int, generator: torch.Generator | None, floor: float = 1e-10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """W (bins, rank), H (rank, frames) ~ U(0, 1) from ``generator``, floored (the public code's start).
 
     The scale does not matter: one IS update rescales a uniformly mis-scaled W·H exactly.

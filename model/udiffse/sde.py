@@ -55,7 +55,9 @@ class OUVESDE:
         """f(x, t) = −θ x."""
         return -self.theta * x
 
-    def marginal_sample(self, s: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def marginal_sample(
+        self, s: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_t, z): x_t = μ(t)s + σ(t)z, z ~ CN(0, 1); s (batch, ...) complex, t (batch,)."""
         z = torch.randn(s.shape, dtype=s.dtype, device=s.device, generator=generator)
         shape = (-1,) + (1,) * (s.dim() - 1)

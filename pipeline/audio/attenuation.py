@@ -79,7 +79,9 @@ class AttenuationLimiter:
         return self._cascade(self.passes[0].finish(), finish=True)
 
 
-def limit_attenuation(noisy: np.ndarray, enhanced: np.ndarray, sample_rate: int, atten_lim_db: float | None) -> np.ndarray:
+def limit_attenuation(
+    noisy: np.ndarray, enhanced: np.ndarray, sample_rate: int, atten_lim_db: float | None
+) -> np.ndarray:
     """(samples,) float32 input and enhanced → enhanced limited to ``atten_lim_db`` of suppression; None returns ``enhanced`` itself."""
     if atten_lim_db is None:
         return enhanced

@@ -63,17 +63,42 @@ def cases(stream_seconds: float) -> list[tuple[Case, bytes]]:
     corrupt_flac = flac[: len(flac) // 3] + bytes(len(flac) // 3) + flac[2 * len(flac) // 3 :]
     out = [
         (Case("plain/ok_16k_pcm16.wav", "a plain 1 s 16 kHz PCM-16 WAV", "ok"), wav),
-        (Case("truncated/cut.wav", "WAV whose header declares 1 s, holding a third of it", "error", "truncated"), wav[: 44 + len(wav) // 3 // 2 * 2]),
+        (
+            Case("truncated/cut.wav", "WAV whose header declares 1 s, holding a third of it", "error", "truncated"),
+            wav[: 44 + len(wav) // 3 // 2 * 2],
+        ),
         (Case("truncated/cut.flac", "FLAC cut at half its bytes", "error", "corrupt"), flac[: len(flac) // 2]),
-        (Case("truncated/cut.ogg", "Ogg Vorbis cut at a third of its bytes (Ogg declares no length)", "error", "empty"), ogg[: len(ogg) // 3]),
+        (
+            Case(
+                "truncated/cut.ogg", "Ogg Vorbis cut at a third of its bytes (Ogg declares no length)", "error", "empty"
+            ),
+            ogg[: len(ogg) // 3],
+        ),
         (Case("truncated/cut.mp3", "MP3 cut at a third of its bytes", "error", "truncated"), mp3[: len(mp3) // 3]),
-        (Case("corrupt/zeroed_middle.flac", "FLAC with its middle third zeroed: fails mid-decode", "error", "corrupt"), corrupt_flac),
+        (
+            Case(
+                "corrupt/zeroed_middle.flac", "FLAC with its middle third zeroed: fails mid-decode", "error", "corrupt"
+            ),
+            corrupt_flac,
+        ),
         (Case("empty/zero_bytes.wav", "0-byte file", "error", "empty"), b""),
         (Case("empty/header_only.wav", "a WAV header and no data", "error", "truncated"), wav[:44]),
-        (Case("content/silence.wav", "1 s of digital silence (stays silent)", "ok"), _encode(np.zeros(16000, np.float32), 16000, "WAV", "PCM_16")),
-        (Case("content/nan.wav", "float WAV with a NaN sample", "error", "non_finite"), _encode(nan, 16000, "WAV", "FLOAT")),
-        (Case("content/inf.wav", "float WAV with an Inf sample", "error", "non_finite"), _encode(inf, 16000, "WAV", "FLOAT")),
-        (Case("content/hot_float.wav", "float WAV peaking at +18 dBFS (8× full scale): kept, not clipped", "ok"), _encode(8.0 * sig / 0.3, 16000, "WAV", "FLOAT")),
+        (
+            Case("content/silence.wav", "1 s of digital silence (stays silent)", "ok"),
+            _encode(np.zeros(16000, np.float32), 16000, "WAV", "PCM_16"),
+        ),
+        (
+            Case("content/nan.wav", "float WAV with a NaN sample", "error", "non_finite"),
+            _encode(nan, 16000, "WAV", "FLOAT"),
+        ),
+        (
+            Case("content/inf.wav", "float WAV with an Inf sample", "error", "non_finite"),
+            _encode(inf, 16000, "WAV", "FLOAT"),
+        ),
+        (
+            Case("content/hot_float.wav", "float WAV peaking at +18 dBFS (8× full scale): kept, not clipped", "ok"),
+            _encode(8.0 * sig / 0.3, 16000, "WAV", "FLOAT"),
+        ),
         (Case("formats/pcm_u8.wav", "8-bit unsigned PCM", "ok"), _encode(sig, 16000, "WAV", "PCM_U8")),
         (Case("formats/pcm_24.wav", "24-bit PCM", "ok"), _encode(sig, 16000, "WAV", "PCM_24")),
         (Case("formats/float32.wav", "32-bit float", "ok"), _encode(sig, 16000, "WAV", "FLOAT")),
@@ -81,13 +106,28 @@ def cases(stream_seconds: float) -> list[tuple[Case, bytes]]:
         (Case("rates/8k.wav", "8 kHz", "ok"), _encode(_speechy(1.0, 8000, rng), 8000, "WAV", "PCM_16")),
         (Case("rates/44k1.flac", "44.1 kHz FLAC", "ok"), _encode(_speechy(1.0, 44100, rng), 44100, "FLAC", "PCM_16")),
         (Case("rates/96k.wav", "96 kHz", "ok"), _encode(_speechy(0.5, 96000, rng), 96000, "WAV", "PCM_24")),
-        (Case("channels/six.wav", "6 channels (downmixed)", "ok"), _encode(_speechy(1.0, 16000, rng, channels=6), 16000, "WAV", "PCM_16")),
+        (
+            Case("channels/six.wav", "6 channels (downmixed)", "ok"),
+            _encode(_speechy(1.0, 16000, rng, channels=6), 16000, "WAV", "PCM_16"),
+        ),
         (Case("length/10ms.wav", "10 ms: shorter than one window", "ok"), _encode(sig[:160], 16000, "WAV", "PCM_16")),
-        (Case("length/at_stream_threshold.wav", "exactly stream_seconds long: decoded whole", "ok"),
-         _encode(_speechy(stream_seconds, 16000, rng), 16000, "WAV", "PCM_16")),
-        (Case("length/over_stream_threshold.wav", "just over stream_seconds: streamed block by block", "ok", streamed=True),
-         _encode(_speechy(stream_seconds + 0.25, 16000, rng), 16000, "WAV", "PCM_16")),
-        (Case("names/not_audio.wav", "a text file with an audio extension", "error", "not_audio"), b"This is a shopping list, not audio.\n" * 8),
+        (
+            Case("length/at_stream_threshold.wav", "exactly stream_seconds long: decoded whole", "ok"),
+            _encode(_speechy(stream_seconds, 16000, rng), 16000, "WAV", "PCM_16"),
+        ),
+        (
+            Case(
+                "length/over_stream_threshold.wav",
+                "just over stream_seconds: streamed block by block",
+                "ok",
+                streamed=True,
+            ),
+            _encode(_speechy(stream_seconds + 0.25, 16000, rng), 16000, "WAV", "PCM_16"),
+        ),
+        (
+            Case("names/not_audio.wav", "a text file with an audio extension", "error", "not_audio"),
+            b"This is a shopping list, not audio.\n" * 8,
+        ),
         (Case("names/zero_rate.wav", "WAV header with sample rate 0", "error", "bad_header"), bytes(zero_rate)),
         (Case("names/with space/clip 1.wav", "spaces in folder and file name", "ok"), wav),
         (Case("names/ünïcødé/音声.wav", "non-ASCII names", "ok"), wav),

@@ -23,7 +23,9 @@ AUDIO_EXTENSIONS = tuple(_FORMATS)
 
 # What can be wrong with a file's content. Another attempt on the same bytes meets the same
 # error, so a nightly run does not retry these until the file (or the model/config) changes.
-AUDIO_ERROR_KINDS = frozenset({"not_audio", "bad_header", "corrupt", "truncated", "empty", "decode", "non_finite", "too_long"})
+AUDIO_ERROR_KINDS = frozenset(
+    {"not_audio", "bad_header", "corrupt", "truncated", "empty", "decode", "non_finite", "too_long"}
+)
 
 
 class AudioError(ValueError):
@@ -56,12 +58,21 @@ class DecodedAudio:
 
 # libsndfile's words → what went wrong, for people reading an error column.
 _LIBSNDFILE_MESSAGES = (
-    (re.compile(r"format not recogni[sz]ed|file contains data in an unknown format", re.I),
-     "not_audio", "not an audio file that can be read (unknown or unsupported format)"),
-    (re.compile(r"SF_INFO struct incomplete|sample ?rate.*(zero|0)|bad sample ?rate|malformed|chunk", re.I),
-     "bad_header", "the header is damaged or incomplete (no valid sample rate or channel count)"),
-    (re.compile(r"unexpected end of file|premature|truncat|Unspecified internal error|decod", re.I),
-     "corrupt", "the audio data is damaged or cut short and cannot be decoded"),
+    (
+        re.compile(r"format not recogni[sz]ed|file contains data in an unknown format", re.I),
+        "not_audio",
+        "not an audio file that can be read (unknown or unsupported format)",
+    ),
+    (
+        re.compile(r"SF_INFO struct incomplete|sample ?rate.*(zero|0)|bad sample ?rate|malformed|chunk", re.I),
+        "bad_header",
+        "the header is damaged or incomplete (no valid sample rate or channel count)",
+    ),
+    (
+        re.compile(r"unexpected end of file|premature|truncat|Unspecified internal error|decod", re.I),
+        "corrupt",
+        "the audio data is damaged or cut short and cannot be decoded",
+    ),
 )
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-f]+>", re.I)
 

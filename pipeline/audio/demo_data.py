@@ -85,7 +85,9 @@ def noise_like(seconds: float, sample_rate: int, rng: np.random.Generator) -> np
     return (noise + hum + clicks).astype(np.float32)
 
 
-def generate_pair(seconds: float, snr_db: float, sample_rate: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def generate_pair(
+    seconds: float, snr_db: float, sample_rate: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) float32 of the same length, never clipping."""
     clean = speech_like(seconds, sample_rate, rng)
     noisy, _ = mix_at_snr(clean, noise_like(seconds, sample_rate, rng), snr_db)

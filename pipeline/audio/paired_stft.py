@@ -37,7 +37,9 @@ class PairedSTFTStream:
         if not count:
             return np.zeros(0, dtype=np.float32)
         index = np.arange(self.frame)[None, :] + self.hop * np.arange(count)[:, None]
-        spec = self.fn(np.fft.rfft(self._a[index] * self.window, axis=-1), np.fft.rfft(self._b[index] * self.window, axis=-1))
+        spec = self.fn(
+            np.fft.rfft(self._a[index] * self.window, axis=-1), np.fft.rfft(self._b[index] * self.window, axis=-1)
+        )
         frames = np.fft.irfft(spec, n=self.frame, axis=-1) * self.window
         out = np.empty(count * self.hop)
         for i, f in enumerate(frames):

@@ -142,9 +142,13 @@ def load_checkpoint_dict(uri: str, config: storage.StorageConfig | None = None) 
         # PyTorch's own text runs to ~1,400 characters and advises weights_only=False, which a job must
         # never do: the operator gets one short line, -v the debug log with the original.
         log.debug("checkpoint %s: torch.load failed", uri, exc_info=True)
-        raise CheckpointError(f"checkpoint {uri}: not a checkpoint this project wrote ({_why_unreadable(exc, data)})") from None
+        raise CheckpointError(
+            f"checkpoint {uri}: not a checkpoint this project wrote ({_why_unreadable(exc, data)})"
+        ) from None
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"checkpoint {uri}: not a checkpoint this project wrote (it holds a {type(ckpt).__name__}, not a dict)")
+        raise CheckpointError(
+            f"checkpoint {uri}: not a checkpoint this project wrote (it holds a {type(ckpt).__name__}, not a dict)"
+        )
     return ckpt, data
 
 

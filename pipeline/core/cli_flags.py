@@ -41,15 +41,25 @@ def model_flag() -> Flag:
     from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS
 
     names = ", ".join([*SHIPPED_CHECKPOINTS, *PEER_MODELS])
-    return Flag(("--model", "--checkpoint"), "checkpoint", "model.checkpoint_uri",
-                f"a shipped model by name ({names}; default diffgmm) or a checkpoint path or URI", metavar="MODEL")
+    return Flag(
+        ("--model", "--checkpoint"),
+        "checkpoint",
+        "model.checkpoint_uri",
+        f"a shipped model by name ({names}; default diffgmm) or a checkpoint path or URI",
+        metavar="MODEL",
+    )
 
 
 RUN_ID = Flag(("--run-id",), "run_id", "run_id", "run id")
 
-ATTEN_LIM_DB = Flag(("--atten-lim-db",), "atten_lim_db", "model.enhance.atten_lim_db",
-                    "suppress at most this many dB in any band and frame (natural-sounding speech); default: no limit",
-                    metavar="DB", type=float)
+ATTEN_LIM_DB = Flag(
+    ("--atten-lim-db",),
+    "atten_lim_db",
+    "model.enhance.atten_lim_db",
+    "suppress at most this many dB in any band and frame (natural-sounding speech); default: no limit",
+    metavar="DB",
+    type=float,
+)
 
 
 def denoise_flags(run_id_help: str = RUN_ID.help) -> tuple[Flag, ...]:

@@ -78,12 +78,25 @@ class Ledger:
             failed = row[S.STATUS] != S.STATUS_OK
             attempts = 0
             if failed:
-                attempts = 1 + (before[S.ATTEMPTS] if before and before[S.IDENTITY] == ident and before[S.STATUS] != S.STATUS_OK else 0)
+                attempts = 1 + (
+                    before[S.ATTEMPTS]
+                    if before and before[S.IDENTITY] == ident and before[S.STATUS] != S.STATUS_OK
+                    else 0
+                )
             self.rows[key] = {
-                S.INPUT_KEY: key, S.INPUT_SIZE: row[S.INPUT_SIZE], S.INPUT_ETAG: row[S.INPUT_ETAG], S.INPUT_MTIME: row[S.INPUT_MTIME],
-                S.IDENTITY: ident, S.MODEL_ID: marker.get("model_id"), S.OUTPUT_CONFIG_SHA256: config_sha, S.RUN_ID: run_id,
-                S.STATUS: row[S.STATUS], S.ERROR: row[S.ERROR],
-                S.ERROR_KIND: (row[S.ERROR_KIND] if has_kind else legacy_error_kind(row[S.ERROR])) if failed else None, S.ATTEMPTS: attempts, S.OUTPUT_KEY: row[S.OUTPUT_KEY],
+                S.INPUT_KEY: key,
+                S.INPUT_SIZE: row[S.INPUT_SIZE],
+                S.INPUT_ETAG: row[S.INPUT_ETAG],
+                S.INPUT_MTIME: row[S.INPUT_MTIME],
+                S.IDENTITY: ident,
+                S.MODEL_ID: marker.get("model_id"),
+                S.OUTPUT_CONFIG_SHA256: config_sha,
+                S.RUN_ID: run_id,
+                S.STATUS: row[S.STATUS],
+                S.ERROR: row[S.ERROR],
+                S.ERROR_KIND: (row[S.ERROR_KIND] if has_kind else legacy_error_kind(row[S.ERROR])) if failed else None,
+                S.ATTEMPTS: attempts,
+                S.OUTPUT_KEY: row[S.OUTPUT_KEY],
                 S.UPDATED_AT: now,
             }
         self.applied_runs.append(run_id)

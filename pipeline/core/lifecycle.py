@@ -84,10 +84,17 @@ class RunLifecycle:
     def start(self, manifest: pa.Table) -> pa.Table:
         """Record the manifest; return the inputs whose rows are not durable yet (all of them on a first run)."""
         listed = set(self.input_keys(manifest))
-        durable = {k for chunk in read_chunks(self.paths.chunks_uri, self.schema, self.storage) for k in self.row_keys(chunk)} & listed
+        durable = {
+            k for chunk in read_chunks(self.paths.chunks_uri, self.schema, self.storage) for k in self.row_keys(chunk)
+        } & listed
         self.resumed_inputs = len(durable)
         if durable:
-            log.info("run %s resumes: %d of %d inputs are already durable", self.paths.run_uri, len(durable), manifest.num_rows)
+            log.info(
+                "run %s resumes: %d of %d inputs are already durable",
+                self.paths.run_uri,
+                len(durable),
+                manifest.num_rows,
+            )
         remove_tree(self.paths.clips_uri, self.storage)  # a compaction that did not finish
         write_parquet(manifest, self.paths.manifest_uri, self.storage)
         return manifest.filter(pa.array([k not in durable for k in self.input_keys(manifest)], type=pa.bool_()))
@@ -122,7 +129,9 @@ class RunLifecycle:
         if seen != expected:
             missing = sorted((expected - seen).keys())[:5]
             extra = sorted((seen - expected).keys())[:5]
-            raise RuntimeError(f"the {self.kind} table does not match the manifest: missing {missing}, duplicated/unknown {extra}")
+            raise RuntimeError(
+                f"the {self.kind} table does not match the manifest: missing {missing}, duplicated/unknown {extra}"
+            )
         return done
 
     def commit(self, table: pa.Table, marker: dict) -> dict:

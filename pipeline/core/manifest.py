@@ -42,9 +42,7 @@ def require_prefix(uri: str, what: str, config: storage.StorageConfig | None = N
         raise FileNotFoundError(f"{what} prefix does not exist: {uri}")
 
 
-def list_inputs(
-    uri: str, extensions: tuple[str, ...], config: storage.StorageConfig | None = None
-) -> pa.Table:
+def list_inputs(uri: str, extensions: tuple[str, ...], config: storage.StorageConfig | None = None) -> pa.Table:
     """Recursive listing of ``uri`` filtered by extension (case-insensitive), sorted by key.
 
     One paginated walk of the store (``find`` with details): sizes, ETags and

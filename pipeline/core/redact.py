@@ -11,10 +11,19 @@ from __future__ import annotations
 import os
 import re
 
-SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS",
-               "AZURE_STORAGE_KEY", "AZURE_STORAGE_CONNECTION_STRING", "RAY_AUTH_TOKEN")
+SECRET_VARS = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "AZURE_STORAGE_KEY",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "RAY_AUTH_TOKEN",
+)
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<info>[^/\s@]+)@")
-_SIGNED_PARAMS = re.compile(r"(?i)(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId|sig)=(?P<value>[^&\s\"']+)")
+_SIGNED_PARAMS = re.compile(
+    r"(?i)(?P<name>X-Amz-(?:Signature|Credential|Security-Token)|Signature|AWSAccessKeyId|sig)=(?P<value>[^&\s\"']+)"
+)
 
 
 def redact(message: str) -> str:

@@ -104,12 +104,21 @@ def committed_runs(output_uri: str, config: storage.StorageConfig | None = None)
     if not fs.exists(root):
         return []
     runs = []
-    paths = storage.retrying("listing", storage.join(output_uri, "runs"), lambda: fs.glob(f"{root}/*/{COMMIT_MARKER}"), config)
+    paths = storage.retrying(
+        "listing", storage.join(output_uri, "runs"), lambda: fs.glob(f"{root}/*/{COMMIT_MARKER}"), config
+    )
     for path in sorted(paths):
         run_id = path.rsplit("/", 2)[1]
         marker = json.loads(storage.read_bytes(storage.join(output_uri, "runs", run_id, COMMIT_MARKER), config))
         kind = marker.get("kind", KIND_DENOISE)
-        runs.append(Run(run_id=marker.get("run_id", run_id), kind=kind, marker=marker, uri=storage.join(output_uri, "runs", run_id)))
+        runs.append(
+            Run(
+                run_id=marker.get("run_id", run_id),
+                kind=kind,
+                marker=marker,
+                uri=storage.join(output_uri, "runs", run_id),
+            )
+        )
     runs.sort(key=lambda r: (r.committed_at or dt.datetime.min.replace(tzinfo=dt.UTC), r.run_id))
     return runs
 
@@ -118,13 +127,19 @@ def read_run_table(run: Run, config: storage.StorageConfig | None = None) -> pa.
     """The rows of one committed run, cast to its explicit schema (only the files its marker lists)."""
     schema = S.EVAL_SCHEMA if run.kind == KIND_EVALUATE else S.CLIP_SCHEMA
     config = config or storage.StorageConfig()
-    tables = [_conform(read_parquet(storage.join(run.uri, name), config), schema) for name in run.marker.get("table_files", [])]
+    tables = [
+        _conform(read_parquet(storage.join(run.uri, name), config), schema)
+        for name in run.marker.get("table_files", [])
+    ]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Older runs lack columns added since: they read as nulls, so every run fits one schema."""
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -162,7 +177,11 @@ class Results:
     def run(self, run_id: str | None = None, kind: str = KIND_DENOISE) -> Run:
         """The committed run ``run_id``, or the newest of ``kind``; a clear error when there is none."""
         kinds = CLIP_KINDS if kind in CLIP_KINDS else (kind,)
-        candidates = [r for r in self.runs if r.kind in kinds] if run_id is None else [r for r in self.runs if r.run_id == run_id]
+        candidates = (
+            [r for r in self.runs if r.kind in kinds]
+            if run_id is None
+            else [r for r in self.runs if r.run_id == run_id]
+        )
         if not candidates:
             known = ", ".join(r.run_id for r in self.runs) or "none"
             what = f"run {run_id!r}" if run_id else f"{kind} run"

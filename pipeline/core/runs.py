@@ -86,7 +86,9 @@ def read_parquet(uri: str, config: storage.StorageConfig) -> pa.Table:
     return pq.read_table(io.BytesIO(storage.read_bytes(uri, config)))
 
 
-def write_table_files(table: pa.Table, uri: str, schema: pa.Schema, rows_per_file: int, config: storage.StorageConfig) -> list[str]:
+def write_table_files(
+    table: pa.Table, uri: str, schema: pa.Schema, rows_per_file: int, config: storage.StorageConfig
+) -> list[str]:
     """``table`` as ``part-00000.parquet``, … of at most ``rows_per_file`` rows under ``uri``; returns the names.
 
     Each file is one :func:`write_parquet` (atomic, retried): a reader never sees a
@@ -107,7 +109,14 @@ class ChunkWriter:
     whichever comes first: that bounds what a killed run loses.
     """
 
-    def __init__(self, uri: str, schema: pa.Schema, config: storage.StorageConfig, flush_rows: int = 64, flush_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        schema: pa.Schema,
+        config: storage.StorageConfig,
+        flush_rows: int = 64,
+        flush_seconds: float = 30.0,
+    ) -> None:
         self.uri, self.schema, self.config = uri, schema, config
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self._pending: list[pa.Table] = []
@@ -137,7 +146,11 @@ def read_chunks(uri: str, schema: pa.Schema, config: storage.StorageConfig) -> l
     if not fs.exists(root):
         return []
     names = sorted(p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False))
-    return [read_parquet(storage.join(uri, n), config).cast(schema) for n in names if n.startswith("chunk-") and n.endswith(".parquet")]
+    return [
+        read_parquet(storage.join(uri, n), config).cast(schema)
+        for n in names
+        if n.startswith("chunk-") and n.endswith(".parquet")
+    ]
 
 
 def remove_tree(uri: str, config: storage.StorageConfig) -> None:
@@ -154,7 +167,9 @@ def write_commit(paths: RunPaths, marker: dict, config: storage.StorageConfig) -
     """
     from pipeline.core.redact import redact_tree
 
-    storage.write_bytes(paths.commit_uri, json.dumps(redact_tree(_nan_to_none(marker)), indent=2, default=str).encode(), config)
+    storage.write_bytes(
+        paths.commit_uri, json.dumps(redact_tree(_nan_to_none(marker)), indent=2, default=str).encode(), config
+    )
 
 
 def _nan_to_none(value):

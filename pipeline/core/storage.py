@@ -59,7 +59,6 @@ class StorageConfig:
             raise ValueError("retry_backoff_seconds must be >= 0 and the timeouts > 0")
 
 
-
 def resolve_endpoint(config: StorageConfig | None = None) -> str | None:
     """The S3 endpoint every client here uses: ``config.endpoint_url``, else ``AWS_ENDPOINT_URL_S3``, else
     ``AWS_ENDPOINT_URL`` (the order botocore reads them in), else None for AWS itself.
@@ -168,7 +167,15 @@ def check_disjoint(input_uri: str, output_uri: str) -> None:
 
 
 # Answers that another attempt cannot change: raised at once, never retried.
-_PERMANENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError, ValueError, TypeError)
+_PERMANENT = (
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+    ValueError,
+    TypeError,
+)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -194,13 +201,22 @@ def retrying(operation: str, uri: str, call: Callable[[], T], config: StorageCon
             if not is_transient(exc):
                 raise
             if attempt == config.operation_attempts:
-                raise StorageError(redact(
-                    f"{operation} {uri} failed after {attempt} attempts ({config.max_attempts} requests each): "
-                    f"{type(exc).__name__}: {exc}"
-                )) from exc
+                raise StorageError(
+                    redact(
+                        f"{operation} {uri} failed after {attempt} attempts ({config.max_attempts} requests each): "
+                        f"{type(exc).__name__}: {exc}"
+                    )
+                ) from exc
             wait = min(20.0, config.retry_backoff_seconds * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            log.warning("%s %s: %s; attempt %d of %d in %.1f s", operation, redact(uri), type(exc).__name__, attempt + 1,
-                        config.operation_attempts, wait)
+            log.warning(
+                "%s %s: %s; attempt %d of %d in %.1f s",
+                operation,
+                redact(uri),
+                type(exc).__name__,
+                attempt + 1,
+                config.operation_attempts,
+                wait,
+            )
             time.sleep(wait)
     raise AssertionError("unreachable")
 

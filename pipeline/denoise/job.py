@@ -40,6 +40,7 @@ from pipeline.inference.write_stage import WriteConfig, WriteStage
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DenoiseConfig:
     input_uri: str = ""
@@ -84,7 +85,12 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     decode = DecodeStage(config.input_uri, model_rate, config.decode, config.storage, config.stream)
     write = WriteStage(run_id, paths.audio_uri, config.reference_uri, model_rate, config.write, config.storage)
     long_files = LongFileWriter(
-        config.input_uri, paths.audio_uri, config.decode.channel_policy, config.write.output_format, config.stream, config.storage,
+        config.input_uri,
+        paths.audio_uri,
+        config.decode.channel_policy,
+        config.write.output_format,
+        config.stream,
+        config.storage,
         full_band=config.decode.full_band,
     )
     blocks = split_blocks(manifest, config.rows_per_block)
@@ -95,7 +101,9 @@ def build_dataset(config: DenoiseConfig, manifest: pa.Table, run_id: str, model_
     # scores both, so a report shows where the input stood (input_* columns).
     reference_metrics = bool(config.reference_uri and config.write.reference_metrics)
     output_column = ENHANCED_AUDIO if config.write.wants_dnsmos or reference_metrics else AUDIO
-    ds = map_model(ds, config.actors, config.model, config.storage, output_column, long_files=long_files, blocks=len(blocks))
+    ds = map_model(
+        ds, config.actors, config.model, config.storage, output_column, long_files=long_files, blocks=len(blocks)
+    )
     if reference_metrics or config.write.wants_dnsmos:
         # The actor emits one block per batch of clips; split it again so that
         # metrics (PESQ is the slowest step per clip) spread over CPU tasks.
@@ -112,6 +120,7 @@ def stage_cost(table: pa.Table, actors: ActorConfig, use_gpu: bool, cpus_per_cpu
     GPU clusters, ``gpus_per_actor`` GPUs. Idle actors and the driver are not
     counted, so this is what the work costs, not what the cluster was billed.
     """
+
     def total(column: str) -> float:
         return float(sum(v for v in table.column(column).to_pylist() if v is not None))
 
@@ -119,7 +128,11 @@ def stage_cost(table: pa.Table, actors: ActorConfig, use_gpu: bool, cpus_per_cpu
     model_seconds = total(S.SECONDS_MODEL)
     cpu = cpu_task_seconds * cpus_per_cpu_task + model_seconds * actors.cpus_per_actor
     gpu = model_seconds * actors.gpus_per_actor if use_gpu else 0.0
-    ok = [d for d, st in zip(table.column(S.DURATION_SECONDS).to_pylist(), table.column(S.STATUS).to_pylist()) if st == S.STATUS_OK]
+    ok = [
+        d
+        for d, st in zip(table.column(S.DURATION_SECONDS).to_pylist(), table.column(S.STATUS).to_pylist())
+        if st == S.STATUS_OK
+    ]
     hours = sum(d or 0.0 for d in ok) / 3600.0
     return {
         "cpu_seconds": cpu,
@@ -161,7 +174,11 @@ def summarize(table: pa.Table, wall_seconds: float, processed_keys: set[str] | N
 
 
 def run_denoise(
-    config: DenoiseConfig, dry_run: bool = False, manifest: pa.Table | None = None, kind: str = "denoise", marker_extra: dict | None = None
+    config: DenoiseConfig,
+    dry_run: bool = False,
+    manifest: pa.Table | None = None,
+    kind: str = "denoise",
+    marker_extra: dict | None = None,
 ) -> dict:
     """Run (or, with ``dry_run``, only list) the job; returns the summary that the commit marker holds.
 
@@ -176,8 +193,16 @@ def run_denoise(
     if config.reference_uri:
         require_prefix(config.reference_uri, "reference", config.storage)
     run_id = config.run_id or default_run_id()
-    run = RunLifecycle(config.output_uri, run_id, S.CLIP_SCHEMA, config.storage, kind, rows_per_file=config.rows_per_file,
-                       flush_rows=config.flush_rows, flush_seconds=config.flush_seconds)
+    run = RunLifecycle(
+        config.output_uri,
+        run_id,
+        S.CLIP_SCHEMA,
+        config.storage,
+        kind,
+        rows_per_file=config.rows_per_file,
+        flush_rows=config.flush_rows,
+        flush_seconds=config.flush_seconds,
+    )
     paths = run.paths
     committed = run.committed()
     if committed is not None:
@@ -192,8 +217,14 @@ def run_denoise(
         raise ValueError(f"no audio files ({', '.join(config.extensions)}) under {config.input_uri}")
     if dry_run:
         total = sum(manifest.column(S.SIZE).to_pylist())
-        return {"run_id": run_id, "dry_run": True, "clips": manifest.num_rows, "bytes": total,
-                "keys": manifest.column(S.KEY).to_pylist(), "run_uri": paths.run_uri}
+        return {
+            "run_id": run_id,
+            "dry_run": True,
+            "clips": manifest.num_rows,
+            "bytes": total,
+            "keys": manifest.column(S.KEY).to_pylist(),
+            "run_uri": paths.run_uri,
+        }
 
     loaded = load_model(config.model.checkpoint_uri, config.storage, config.model.sampler)
     model_rate = int(loaded.model.config.sample_rate)
@@ -207,21 +238,24 @@ def run_denoise(
             quiet_ray_data()
             use_gpu = config.actors.resolve(ray.cluster_resources())[0]
             progress = Progress("denoise", todo.num_rows, config.progress_seconds)
-            for batch in build_dataset(config, todo, run_id, model_rate, paths).iter_batches(batch_format="pyarrow", batch_size=None):
+            for batch in build_dataset(config, todo, run_id, model_rate, paths).iter_batches(
+                batch_format="pyarrow", batch_size=None
+            ):
                 rows.write(batch)
                 progress.update(batch.num_rows, float(pc.sum(batch.column(S.DURATION_SECONDS)).as_py() or 0.0))
             progress.close()
     done = run.collect(manifest)
     summary = summarize(done, time.perf_counter() - started, set(todo.column(S.KEY).to_pylist()))
     summary["cost"] = stage_cost(done, config.actors, use_gpu, config.cpus_per_cpu_task)
-    run.commit(done, {
-        "model_id": loaded.model_id,
-        "checkpoint_uri": loaded.uri,
-        "manifest": "manifest.parquet",
-        "summary": summary,
-        "config": to_dict(config) | {"run_id": run_id},
-        **(marker_extra or {}),
-    })
+    run.commit(
+        done,
+        {
+            "model_id": loaded.model_id,
+            "checkpoint_uri": loaded.uri,
+            "manifest": "manifest.parquet",
+            "summary": summary,
+            "config": to_dict(config) | {"run_id": run_id},
+            **(marker_extra or {}),
+        },
+    )
     return {**summary, "run_id": run_id, "model_id": loaded.model_id, "run_uri": paths.run_uri}
-
-

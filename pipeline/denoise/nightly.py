@@ -65,14 +65,29 @@ def nightly_run_id(now: dt.datetime | None = None) -> str:
 def output_config_sha256(config: DenoiseConfig) -> str:
     """Hash of the settings that shape an output (decode, windows, write), not where or how fast it runs."""
     settings = to_dict(config)
-    relevant = {"extensions": settings["extensions"], "decode": settings["decode"], "write": settings["write"],
-                "enhance": settings["model"]["enhance"], "stream": settings["stream"]}
+    relevant = {
+        "extensions": settings["extensions"],
+        "decode": settings["decode"],
+        "write": settings["write"],
+        "enhance": settings["model"]["enhance"],
+        "stream": settings["stream"],
+    }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def plan(manifest: pa.Table, ledger: Ledger, model_id: str, config_sha: str, nightly: NightlyConfig) -> dict[str, list[str]]:
+def plan(
+    manifest: pa.Table, ledger: Ledger, model_id: str, config_sha: str, nightly: NightlyConfig
+) -> dict[str, list[str]]:
     """Which listed keys to process and why, and which ledger keys are gone from the input."""
-    reasons: dict[str, list[str]] = {"new": [], "changed": [], "retry": [], "stale": [], "unchanged": [], "gave_up": [], "bad_content": []}
+    reasons: dict[str, list[str]] = {
+        "new": [],
+        "changed": [],
+        "retry": [],
+        "stale": [],
+        "unchanged": [],
+        "gave_up": [],
+        "bad_content": [],
+    }
     listed = set()
     for row in manifest.to_pylist():
         key = row[S.KEY]
@@ -88,7 +103,9 @@ def plan(manifest: pa.Table, ledger: Ledger, model_id: str, config_sha: str, nig
                 reasons["bad_content"].append(key)
             else:
                 reasons["retry" if before[S.ATTEMPTS] < nightly.max_attempts else "gave_up"].append(key)
-        elif nightly.reprocess_stale and (before[S.MODEL_ID] != model_id or before[S.OUTPUT_CONFIG_SHA256] != config_sha):
+        elif nightly.reprocess_stale and (
+            before[S.MODEL_ID] != model_id or before[S.OUTPUT_CONFIG_SHA256] != config_sha
+        ):
             reasons["stale"].append(key)
         else:
             reasons["unchanged"].append(key)
@@ -147,12 +164,19 @@ def run_nightly(config: DenoiseConfig, nightly: NightlyConfig, dry_run: bool = F
     reasons = plan(manifest, ledger, loaded.model_id, config_sha, nightly)
     todo = {k for r in TODO_REASONS for k in reasons[r]}
     counts = {r: len(v) for r, v in reasons.items()}
-    result = {"run_id": run_id, "counts": counts, "deleted": reasons["deleted"][:20], "gave_up": reasons["gave_up"][:20],
-              "bad_content": reasons["bad_content"][:20],
-              "run_uri": RunPaths.of(config.output_uri, run_id).run_uri}
+    result = {
+        "run_id": run_id,
+        "counts": counts,
+        "deleted": reasons["deleted"][:20],
+        "gave_up": reasons["gave_up"][:20],
+        "bad_content": reasons["bad_content"][:20],
+        "run_uri": RunPaths.of(config.output_uri, run_id).run_uri,
+    }
 
     if dry_run:
-        result.update(dry_run=True, plan={r: reasons[r] for r in (*TODO_REASONS, "deleted")}, ledger_rows=len(ledger.rows))
+        result.update(
+            dry_run=True, plan={r: reasons[r] for r in (*TODO_REASONS, "deleted")}, ledger_rows=len(ledger.rows)
+        )
         return result
     dirty = False
     committed = read_commit(RunPaths.of(config.output_uri, run_id), config.storage)

@@ -11,23 +11,29 @@ def throughput(summary: dict) -> str:
     resumed = summary.get("resumed_rows") or 0
     if not resumed:
         return rate
-    return (f"{rate} on the {summary['processed_clips']} clips processed now ({resumed} resumed from an earlier attempt; "
-            f"{summary['audio_seconds_per_second_all_rows']:.1f}x counting them)")
+    return (
+        f"{rate} on the {summary['processed_clips']} clips processed now ({resumed} resumed from an earlier attempt; "
+        f"{summary['audio_seconds_per_second_all_rows']:.1f}x counting them)"
+    )
 
 
 def run_line(summary: dict) -> str:
     """``run night-1: 30 clips (29 ok, 1 errors), 4m12s audio in 28s = 9.1x real time`` (denoise and nightly)."""
     from pipeline.core.progress import format_duration
 
-    return (f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
-            f"{format_duration(summary['audio_hours'] * 3600)} audio in {format_duration(summary['wall_seconds'])} "
-            + throughput(summary))
+    return (
+        f"run {summary['run_id']}: {summary['clips']} clips ({summary['ok']} ok, {summary['errors']} errors), "
+        f"{format_duration(summary['audio_hours'] * 3600)} audio in {format_duration(summary['wall_seconds'])} "
+        + throughput(summary)
+    )
 
 
 def format_summary(summary: dict) -> str:
     """Lines for a summary dict of :func:`pipeline.denoise.job.run_denoise` (a dry run's, a committed run's)."""
     if summary.get("dry_run"):
-        lines = [f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed"]
+        lines = [
+            f"dry run {summary['run_id']}: {summary['clips']} clips, {summary['bytes'] / 1e6:.1f} MB would be processed"
+        ]
         lines += [f"  {key}" for key in summary["keys"][:20]]
         if summary["clips"] > 20:
             lines.append(f"  … and {summary['clips'] - 20} more")

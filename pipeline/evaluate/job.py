@@ -135,7 +135,9 @@ def pair_table(config: EvaluateConfig) -> pa.Table:
     rows = []
     if config.pairs_uri:
         for r in read_pairs_manifest(config.pairs_uri, config.storage):
-            rows.append({S.CLEAN_KEY: r[CLEAN_URI], S.NOISY_KEY: r[NOISY_URI], CLEAN_URI: r[CLEAN_URI], NOISY_URI: r[NOISY_URI]})
+            rows.append(
+                {S.CLEAN_KEY: r[CLEAN_URI], S.NOISY_KEY: r[NOISY_URI], CLEAN_URI: r[CLEAN_URI], NOISY_URI: r[NOISY_URI]}
+            )
     else:
         clean = set(list_inputs(config.clean_uri, config.extensions, config.storage).column(S.KEY).to_pylist())
         noisy = set(list_inputs(config.noisy_uri, config.extensions, config.storage).column(S.KEY).to_pylist())
@@ -201,7 +203,12 @@ class ScoreStage:
     """Baselines and metrics (CPU): one output row per (clip, model)."""
 
     def __init__(
-        self, run_id: str, models: tuple[str, ...], metrics: tuple[str, ...], sample_rate: int, dnsmos: DNSMOSConfig | None = None
+        self,
+        run_id: str,
+        models: tuple[str, ...],
+        metrics: tuple[str, ...],
+        sample_rate: int,
+        dnsmos: DNSMOSConfig | None = None,
     ) -> None:
         self.run_id, self.sample_rate = run_id, sample_rate
         self.models = tuple(m.split("=", 1)[0] for m in models)  # labels
@@ -314,8 +321,17 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     from pipeline.core.checkpoints import load_model
 
     run_id = config.run_id or default_run_id()
-    run = RunLifecycle(config.output_uri, run_id, S.EVAL_SCHEMA, config.storage, "evaluate", input_keys=pair_keys, row_keys=pair_keys,
-                       rows_per_input=len(config.models), rows_per_file=1_000_000)
+    run = RunLifecycle(
+        config.output_uri,
+        run_id,
+        S.EVAL_SCHEMA,
+        config.storage,
+        "evaluate",
+        input_keys=pair_keys,
+        row_keys=pair_keys,
+        rows_per_input=len(config.models),
+        rows_per_file=1_000_000,
+    )
     paths = run.paths
     committed = run.committed()
     if committed is not None:
@@ -324,7 +340,9 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     pairs = pair_table(config)
     neural = neural_models(config)
     sampler = config.model.sampler
-    override = load_model(config.model.checkpoint_uri, config.storage, sampler, False) if config.model.checkpoint_uri else None
+    override = (
+        load_model(config.model.checkpoint_uri, config.storage, sampler, False) if config.model.checkpoint_uri else None
+    )
     if override is not None:
         family = override.model.name
         if family not in neural:
@@ -334,21 +352,33 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     # model.sampler applies to each model whose family takes the setting; one that no model takes is an error.
     samplers: dict[str, dict] = {}
     for label, uri in neural.items():
-        loaded = override if override is not None and uri == config.model.checkpoint_uri else load_model(uri, config.storage, sampler, False)
+        loaded = (
+            override
+            if override is not None and uri == config.model.checkpoint_uri
+            else load_model(uri, config.storage, sampler, False)
+        )
         model_ids[label] = loaded.model_id
-        samplers[label] = {} if loaded.uri in PEER_MODELS else sampler_settings(loaded.model.name, sampler, strict=False)
+        samplers[label] = (
+            {} if loaded.uri in PEER_MODELS else sampler_settings(loaded.model.name, sampler, strict=False)
+        )
     unused = sorted(set(sampler) - {k for settings in samplers.values() for k in settings})
     if unused:
-        raise ValueError(f"model.sampler: {', '.join(unused)} is a sampler setting of none of the models {list(neural)}")
+        raise ValueError(
+            f"model.sampler: {', '.join(unused)} is a sampler setting of none of the models {list(neural)}"
+        )
         if loaded.model.config.sample_rate != config.sample_rate:
-            raise ValueError(f"model {label} runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz")
+            raise ValueError(
+                f"model {label} runs at {loaded.model.config.sample_rate} Hz, evaluation at {config.sample_rate} Hz"
+            )
     todo = run.start(pairs)
     with run.rows() as rows:
         if todo.num_rows:
             init_ray(config.ray_address)
             quiet_ray_data()
             progress = Progress("evaluate", todo.num_rows, config.progress_seconds)
-            for batch in build_dataset(config, todo, run_id, neural, samplers).iter_batches(batch_format="pyarrow", batch_size=None):
+            for batch in build_dataset(config, todo, run_id, neural, samplers).iter_batches(
+                batch_format="pyarrow", batch_size=None
+            ):
                 rows.write(batch)
                 # One row per pair and model: a pair is done when its rows come back (they come together).
                 pairs_done = len(set(pair_keys(batch)))
@@ -359,20 +389,36 @@ def run_evaluate(config: EvaluateConfig) -> dict:
     columns = [m for m in config.metrics if m != DNSMOS] + (list(S.DNSMOS_BASE) if DNSMOS in config.metrics else [])
     summary = summarize(table, tuple(columns))
     model_id = ",".join(model_ids.values()) or None
-    summary.update({"run_id": run_id, "model_id": model_id, "model_ids": model_ids, "resumed_pairs": run.resumed_inputs,
-                    "wall_seconds": time.perf_counter() - started})
-    storage.write_bytes(storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage)
+    summary.update(
+        {
+            "run_id": run_id,
+            "model_id": model_id,
+            "model_ids": model_ids,
+            "resumed_pairs": run.resumed_inputs,
+            "wall_seconds": time.perf_counter() - started,
+        }
+    )
+    storage.write_bytes(
+        storage.join(paths.run_uri, "summary.json"), json.dumps(summary, indent=2).encode(), config.storage
+    )
     run.commit(table, {"model_id": model_id, "summary": summary, "config": to_dict(config) | {"run_id": run_id}})
     return {**summary, "run_uri": paths.run_uri}
 
 
 def pair_keys(table: pa.Table) -> list[str]:
     """One key per pair (its clean and noisy keys), for the pair manifest and the result rows alike."""
-    return [f"{c or ''}\t{n or ''}" for c, n in zip(table.column(S.CLEAN_KEY).to_pylist(), table.column(S.NOISY_KEY).to_pylist())]
+    return [
+        f"{c or ''}\t{n or ''}"
+        for c, n in zip(table.column(S.CLEAN_KEY).to_pylist(), table.column(S.NOISY_KEY).to_pylist())
+    ]
 
 
 def build_dataset(
-    config: EvaluateConfig, pairs: pa.Table, run_id: str, neural: dict[str, str], samplers: dict[str, dict] | None = None
+    config: EvaluateConfig,
+    pairs: pa.Table,
+    run_id: str,
+    neural: dict[str, str],
+    samplers: dict[str, dict] | None = None,
 ):
     """Load pairs → one actor stage per neural model → score every model's output (one row per pair and model).
 

@@ -44,7 +44,9 @@ class ActorConfig:
         if self.min_actors < 0 or self.max_actors < 0:
             raise ValueError("actors.min_actors and actors.max_actors must be >= 0 (0 = size from the cluster)")
         if self.max_actors and self.min_actors > self.max_actors:
-            raise ValueError(f"actors.min_actors ({self.min_actors}) must not exceed actors.max_actors ({self.max_actors})")
+            raise ValueError(
+                f"actors.min_actors ({self.min_actors}) must not exceed actors.max_actors ({self.max_actors})"
+            )
         if self.cpus_per_actor <= 0 or self.gpus_per_actor <= 0 or self.clips_per_batch < 1:
             raise ValueError("actors.cpus_per_actor and gpus_per_actor must be > 0, clips_per_batch >= 1")
         if not 0 < self.cpu_actor_share <= 1:
@@ -80,7 +82,6 @@ class ActorConfig:
         return use_gpu, self.min_actors or high, high
 
 
-
 def map_model(
     ds,
     actors: ActorConfig,
@@ -102,8 +103,13 @@ def map_model(
         actors = dataclasses.replace(actors, use_gpu="no")
     use_gpu, low, high = actors.resolve(ray.cluster_resources(), blocks)
     log.info("model stage: %d-%d %s actors", low, high, "GPU" if use_gpu else "CPU")
-    kwargs = {"config": model, "storage_config": storage_config, "output_column": output_column, "long_files": long_files,
-              "prefix": prefix}
+    kwargs = {
+        "config": model,
+        "storage_config": storage_config,
+        "output_column": output_column,
+        "long_files": long_files,
+        "prefix": prefix,
+    }
     return ds.map_batches(
         ModelStage,
         fn_constructor_kwargs=kwargs,

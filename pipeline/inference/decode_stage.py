@@ -32,6 +32,7 @@ from pipeline.inference.rows import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """``channel_policy``: downmix (default), first, or per_channel; ``max_seconds``: longer inputs are refused.
@@ -47,7 +48,9 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if self.channel_policy not in CHANNEL_POLICIES:
-            raise ValueError(f"decode.channel_policy must be one of {list(CHANNEL_POLICIES)}, got {self.channel_policy!r}")
+            raise ValueError(
+                f"decode.channel_policy must be one of {list(CHANNEL_POLICIES)}, got {self.channel_policy!r}"
+            )
         if not self.max_seconds > 0:
             raise ValueError("decode.max_seconds must be > 0")
 
@@ -78,15 +81,33 @@ class DecodeStage:
             return False
         if info.duration_seconds > self.config.max_seconds:
             raise AudioError("too_long", f"{info.duration_seconds:.0f} s > max_seconds={self.config.max_seconds:.0f}")
-        out.update({S.SAMPLE_RATE: info.sample_rate, S.CHANNELS: info.channels, S.DURATION_SECONDS: info.duration_seconds,
-                    FRAMES: info.frames, SUBTYPE: info.subtype, FORMAT: info.format, S.STREAMED: True})
+        out.update(
+            {
+                S.SAMPLE_RATE: info.sample_rate,
+                S.CHANNELS: info.channels,
+                S.DURATION_SECONDS: info.duration_seconds,
+                FRAMES: info.frames,
+                SUBTYPE: info.subtype,
+                FORMAT: info.format,
+                S.STREAMED: True,
+            }
+        )
         return True
 
     def decode_row(self, row: dict) -> dict:
         start = time.perf_counter()
         out = {f.name: row.get(f.name) for f in DECODED_SCHEMA}
-        out.update({S.STATUS: S.STATUS_OK, S.ERROR: None, S.ERROR_KIND: None, AUDIO: None, AUDIO_CHANNELS: None,
-                    AUDIO_FULL: None, S.STREAMED: False})
+        out.update(
+            {
+                S.STATUS: S.STATUS_OK,
+                S.ERROR: None,
+                S.ERROR_KIND: None,
+                AUDIO: None,
+                AUDIO_CHANNELS: None,
+                AUDIO_FULL: None,
+                S.STREAMED: False,
+            }
+        )
         uri = storage.join(self.input_uri, row[S.KEY])
         try:
             size = row.get(S.SIZE) or 0  # 0-byte files go to decode(), which names them empty
@@ -105,7 +126,9 @@ class DecodeStage:
                 }
             )
             if audio.duration_seconds > self.config.max_seconds:
-                raise AudioError("too_long", f"{audio.duration_seconds:.0f} s > max_seconds={self.config.max_seconds:.0f}")
+                raise AudioError(
+                    "too_long", f"{audio.duration_seconds:.0f} s > max_seconds={self.config.max_seconds:.0f}"
+                )
             channels = to_channels(audio.samples, self.config.channel_policy)
             signal = resample(channels, audio.sample_rate, self.model_rate)
             out[AUDIO], out[AUDIO_CHANNELS] = pack_audio(signal)

@@ -143,7 +143,9 @@ class Enhancer:
             chunk = windows[start : start + size]
             batch = np.zeros((size if self.pad else len(chunk), width), dtype=np.float32)
             batch[: len(chunk)] = chunk
-            enhanced, stats = self.model.enhance(torch.from_numpy(batch).to(self.device), generator=self.generator(call))
+            enhanced, stats = self.model.enhance(
+                torch.from_numpy(batch).to(self.device), generator=self.generator(call)
+            )
             outs.append(enhanced[: len(chunk)].float().cpu().numpy())
             for k, v in stats.items():
                 collected.setdefault(k, []).append(v[: len(chunk)].float().cpu().numpy())
@@ -218,7 +220,10 @@ class Enhancer:
             weights.append(len(chunk))
             yield enhanced.float().cpu().numpy(), None
         stacked = {k: np.stack(v) for k, v in collected.items()}
-        yield np.zeros(0, dtype=np.float32), (self.clip_stats(stacked, np.asarray(weights, dtype=np.float64)) if weights else {})
+        yield (
+            np.zeros(0, dtype=np.float32),
+            (self.clip_stats(stacked, np.asarray(weights, dtype=np.float64)) if weights else {}),
+        )
 
     def _rechunk(self, pieces: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """Consecutive pieces of any lengths → chunks of ``self.chunk`` samples (the last one shorter)."""
@@ -239,7 +244,9 @@ class Enhancer:
             stats = clip_stats if clip_stats is not None else stats
         return np.concatenate(parts)[: len(signal)], stats
 
-    def enhance_stream(self, pieces: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
+    def enhance_stream(
+        self, pieces: Iterable[np.ndarray], length: int
+    ) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
         """Stream a clip of ``length`` samples (model rate) given as consecutive pieces.
 
         Yields (finished samples, None) as they become final and, last,
@@ -309,4 +316,3 @@ class Enhancer:
         out, stats = self.enhance_many([signal])[0]
         back = resample(out, self.sample_rate, sample_rate)
         return fit_length(back, len(waveform)), stats
-

@@ -203,7 +203,9 @@ class LongFileWriter:
                         if fb is not None:  # the input's own-rate samples under the model's top-band gain
                             x = raw.take(len(outs[-1]))  # the resampler may give a few samples past the file's end
                             y = outs[-1][: len(x)]
-                            outs[-1] = fb.push(x, y) if clip_stats is None else np.concatenate([fb.push(x, y), fb.finish()])
+                            outs[-1] = (
+                                fb.push(x, y) if clip_stats is None else np.concatenate([fb.push(x, y), fb.finish()])
+                            )
                     data = np.stack(outs)[:, : frames - written]
                     dst.write(clip_for_subtype(data, dst.subtype).T)
                     written += data.shape[1]

@@ -36,6 +36,7 @@ from pipeline.quality.metrics import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ModelStageConfig:
     """Model-actor settings.
@@ -122,8 +123,16 @@ class ModelStage:
         for i in streamed:
             self._stream(rows[i], i, new)
         types = {self.prefix + k: v for k, v in MODEL_FIELDS.items()}
-        types |= {self.output_column: pa.large_binary(), S.STATUS: pa.string(), S.ERROR: pa.string(), S.ERROR_KIND: pa.string()}
-        new = {(k if k in (self.output_column, S.STATUS, S.ERROR, S.ERROR_KIND) else self.prefix + k): v for k, v in new.items()}
+        types |= {
+            self.output_column: pa.large_binary(),
+            S.STATUS: pa.string(),
+            S.ERROR: pa.string(),
+            S.ERROR_KIND: pa.string(),
+        }
+        new = {
+            (k if k in (self.output_column, S.STATUS, S.ERROR, S.ERROR_KIND) else self.prefix + k): v
+            for k, v in new.items()
+        }
         return with_columns(batch, new, types)
 
     def _stream(self, row: dict, i: int, new: dict[str, list]) -> None:

@@ -37,7 +37,9 @@ class PeerEnhancer:
 
         return [(deepfilternet3_48k(s), {}) for s in signals]
 
-    def enhance_stream(self, pieces: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
+    def enhance_stream(
+        self, pieces: Iterable[np.ndarray], length: int
+    ) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
         """One output piece per input piece, then the rest with (empty) stats, as :meth:`Enhancer.enhance_stream`."""
         from pipeline.quality.peers import DeepFilterNet3Stream
 
@@ -71,9 +73,14 @@ class LimitedEnhancer:
 
     def enhance_many(self, signals: list[np.ndarray]) -> list[tuple[np.ndarray, ClipStats]]:
         results = self.inner.enhance_many(signals)
-        return [(limit_attenuation(s, out, self.sample_rate, self.atten_lim_db), stats) for s, (out, stats) in zip(signals, results)]
+        return [
+            (limit_attenuation(s, out, self.sample_rate, self.atten_lim_db), stats)
+            for s, (out, stats) in zip(signals, results)
+        ]
 
-    def enhance_stream(self, pieces: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
+    def enhance_stream(
+        self, pieces: Iterable[np.ndarray], length: int
+    ) -> Iterator[tuple[np.ndarray, ClipStats | None]]:
         seen: list[np.ndarray] = []  # input pieces not yet matched with output
 
         def recorded() -> Iterator[np.ndarray]:

@@ -63,6 +63,7 @@ _CARRIED = [
 ]
 DECODED_SCHEMA = pa.schema(_CARRIED)
 
+
 def error_kind(exc: BaseException) -> str:
     """The short label of an error: an AudioError's ``kind``, ``storage``, ``not_found`` or the exception's type name."""
     if isinstance(exc, AudioError):

@@ -43,6 +43,7 @@ from pipeline.quality.metrics import (
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class WriteConfig:
     """``output_format``: "same" keeps the input's container and sample format, else wav/flac/ogg.
@@ -108,7 +109,10 @@ class WriteStage:
         if noisy is not None:
             before = score_all(reference, noisy.mean(axis=0), self.model_rate, names)
             values.update({S.INPUT_PREFIX + n: s.value for n, s in before.items()})
-            errors = "; ".join(filter(None, [errors, join_errors({S.INPUT_PREFIX + n: s for n, s in before.items()})])) or None
+            errors = (
+                "; ".join(filter(None, [errors, join_errors({S.INPUT_PREFIX + n: s for n, s in before.items()})]))
+                or None
+            )
         return values, errors
 
     def write_row(self, row: dict) -> dict:
@@ -121,7 +125,18 @@ class WriteStage:
                 S.INPUT_SIZE: row[S.SIZE],
                 S.INPUT_ETAG: row[S.ETAG],
                 S.INPUT_MTIME: row[S.MTIME],
-                **{c: row.get(c) for c in (S.DURATION_SECONDS, S.SAMPLE_RATE, S.CHANNELS, S.STATUS, S.ERROR, S.ERROR_KIND, S.MODEL_ID)},
+                **{
+                    c: row.get(c)
+                    for c in (
+                        S.DURATION_SECONDS,
+                        S.SAMPLE_RATE,
+                        S.CHANNELS,
+                        S.STATUS,
+                        S.ERROR,
+                        S.ERROR_KIND,
+                        S.MODEL_ID,
+                    )
+                },
                 **{c: row.get(c) for c in (S.SECONDS_DECODE, S.SECONDS_MODEL, S.INPUT_RMS_DBFS, S.OUTPUT_RMS_DBFS)},
                 **{c: row.get(c) for c in (S.REMOVED_NOISE_DB, S.GMM_NLL, S.GMM_OCCUPANCY, S.MODEL_STATS, S.STREAMED)},
             }
@@ -138,7 +153,9 @@ class WriteStage:
                 with_input = ENHANCED_AUDIO in row
                 enhanced = unpack_audio(row[ENHANCED_AUDIO if with_input else AUDIO], row[AUDIO_CHANNELS])
                 key, fmt, subtype = output_target(row, self.config.output_format)
-                back = np.stack([fit_length(resample(c, self.model_rate, row[S.SAMPLE_RATE]), row[FRAMES]) for c in enhanced])
+                back = np.stack(
+                    [fit_length(resample(c, self.model_rate, row[S.SAMPLE_RATE]), row[FRAMES]) for c in enhanced]
+                )
                 if row.get(AUDIO_FULL):  # the input's band above the model's Nyquist, under the model's gain
                     full = unpack_audio(row[AUDIO_FULL], row[AUDIO_CHANNELS])
                     back = np.stack([full_band(x, y, row[S.SAMPLE_RATE], self.model_rate) for x, y in zip(full, back)])
@@ -150,7 +167,11 @@ class WriteStage:
                 out.update(scores)
                 if self.config.wants_dnsmos and noisy is not None:
                     try:
-                        out.update(dnsmos_columns(noisy.mean(axis=0), [enhanced.mean(axis=0)], self.model_rate, self.config.dnsmos)[0])
+                        out.update(
+                            dnsmos_columns(
+                                noisy.mean(axis=0), [enhanced.mean(axis=0)], self.model_rate, self.config.dnsmos
+                            )[0]
+                        )
                     except Exception as exc:  # DNSMOS failing costs its columns, not the clip
                         metrics_error = "; ".join(filter(None, [metrics_error, f"dnsmos: {error_text(exc)}"]))
                 out[S.METRICS_ERROR] = metrics_error

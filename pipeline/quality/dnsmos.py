@@ -197,6 +197,10 @@ def dnsmos_columns(noisy: np.ndarray, enhanced: list[np.ndarray], sample_rate: i
         after = dict(zip(S.DNSMOS_BASE, after_scores))
         row = {}
         for name in S.DNSMOS_BASE:
-            row[name], row[f"input_{name}"], row[f"delta_{name}"] = after[name], before[name], after[name] - before[name]
+            row[name], row[f"input_{name}"], row[f"delta_{name}"] = (
+                after[name],
+                before[name],
+                after[name] - before[name],
+            )
         rows.append(row)
     return rows

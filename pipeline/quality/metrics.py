@@ -37,6 +37,8 @@ def check_metric_names(names, where: str) -> None:
     unknown = sorted(set(names) - set(ALL_METRICS))
     if unknown:
         raise ValueError(f"{where}: unknown metrics {unknown}; known: {list(ALL_METRICS)}")
+
+
 _EPS = 1e-20
 
 
@@ -82,7 +84,9 @@ def si_sdr_db(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(10.0 * np.log10((np.dot(target, target) + _EPS) / (np.dot(err, err) + _EPS)))
 
 
-def _reject(reference: np.ndarray, estimate: np.ndarray, sample_rate: int, silent_reference_ok: bool = False) -> Score | None:
+def _reject(
+    reference: np.ndarray, estimate: np.ndarray, sample_rate: int, silent_reference_ok: bool = False
+) -> Score | None:
     """The failed Score for a pair that cannot be scored, or None when it can."""
     reason = check_pair(reference, estimate, sample_rate)
     if reason:

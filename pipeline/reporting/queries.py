@@ -83,8 +83,11 @@ def compare(run_a: str, run_b: str) -> str:
     for m in COMPARE_COLUMNS:
         cols += [f"a.{m} AS {m}_a", f"b.{m} AS {m}_b", f"b.{m} - a.{m} AS delta_{m}"]
     return (
-        f"SELECT a.{S.INPUT_KEY}, a.{S.MODEL_ID} AS model_id_a, b.{S.MODEL_ID} AS model_id_b,\n       " + ",\n       ".join(cols) + "\n"
-        + _both(run_a, run_b) + f"WHERE {SAME_INPUT}\nORDER BY a.{S.INPUT_KEY}"
+        f"SELECT a.{S.INPUT_KEY}, a.{S.MODEL_ID} AS model_id_a, b.{S.MODEL_ID} AS model_id_b,\n       "
+        + ",\n       ".join(cols)
+        + "\n"
+        + _both(run_a, run_b)
+        + f"WHERE {SAME_INPUT}\nORDER BY a.{S.INPUT_KEY}"
     )
 
 
@@ -93,7 +96,8 @@ def compare_changed(run_a: str, run_b: str) -> str:
     return (
         f"SELECT a.{S.INPUT_KEY}, a.{S.INPUT_SIZE} AS input_size_a, b.{S.INPUT_SIZE} AS input_size_b,\n"
         f"       a.{S.INPUT_ETAG} AS input_etag_a, b.{S.INPUT_ETAG} AS input_etag_b\n"
-        + _both(run_a, run_b) + f"WHERE NOT ({SAME_INPUT})\nORDER BY a.{S.INPUT_KEY}"
+        + _both(run_a, run_b)
+        + f"WHERE NOT ({SAME_INPUT})\nORDER BY a.{S.INPUT_KEY}"
     )
 
 

@@ -131,7 +131,7 @@ def distribution_axes(table: pa.Table):
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, (label, out, inp) in zip(axes.flat, panels):
         has_input = inp is not None and len(inp) > 0
@@ -143,8 +143,9 @@ def distribution_axes(table: pa.Table):
         counts, _, bars = ax.hist(out, bins=bins, alpha=0.8, color="#2f6fdf", label=f"output (mean {out.mean():.2f})")
         handles, top = [bars[0]], counts.max()
         if has_input:  # an outline, so the input stays visible where it shares a bin with the output
-            in_counts, _, outline = ax.hist(inp, bins=bins, histtype="step", lw=1.8, color="#3d4650",
-                                            label=f"input (mean {inp.mean():.2f})")
+            in_counts, _, outline = ax.hist(
+                inp, bins=bins, histtype="step", lw=1.8, color="#3d4650", label=f"input (mean {inp.mean():.2f})"
+            )
             handles, top = [outline[0], bars[0]], max(top, in_counts.max())
         ax.set_ylim(0, max(1.0, top) * 1.45)  # headroom above the bars for the legend
         ax.set_title(label, fontsize=10)
@@ -246,11 +247,14 @@ def pick_clips(table: pa.Table, metric: str, count: int) -> tuple[list[dict], li
 
     Digital silence (no input level) is never picked: every score of it is meaningless.
     """
-    rows = [r for r in table.to_pylist()
-            if r[S.STATUS] == S.STATUS_OK and _ok(r[metric]) and r[S.OUTPUT_KEY] and _ok(r[S.INPUT_RMS_DBFS])]
+    rows = [
+        r
+        for r in table.to_pylist()
+        if r[S.STATUS] == S.STATUS_OK and _ok(r[metric]) and r[S.OUTPUT_KEY] and _ok(r[S.INPUT_RMS_DBFS])
+    ]
     rows.sort(key=lambda r: (r[metric], r[S.INPUT_KEY]), reverse=not METRIC_DIRECTION[metric])
     worst = rows[:count]
-    best = [r for r in reversed(rows[len(worst):])][:count]
+    best = [r for r in reversed(rows[len(worst) :])][:count]
     return worst, best
 
 
@@ -260,32 +264,56 @@ def clip_section(run: Run, row: dict, metric: str, config: ReportConfig, storage
 
     run_config = run.marker.get("config", {})
     title = f"{row[S.INPUT_KEY]} · {metric} {_fmt(row[metric])}"
-    named = [(name, row.get(name)) for name in (S.PESQ_WB, S.SI_SDR_DB, S.STOI, S.DNSMOS_OVRL, S.REMOVED_NOISE_DB, S.GMM_NLL)]
-    facts = " · ".join(f"{name} {_fmt(value, 2)}" + (f" (input {_fmt(row[S.INPUT_PREFIX + name], 2)})"
-                                                     if _ok(row.get(S.INPUT_PREFIX + name)) else "")
-                       for name, value in named + own_model_stats(row.get(S.MODEL_STATS)) if _ok(value))
+    named = [
+        (name, row.get(name)) for name in (S.PESQ_WB, S.SI_SDR_DB, S.STOI, S.DNSMOS_OVRL, S.REMOVED_NOISE_DB, S.GMM_NLL)
+    ]
+    facts = " · ".join(
+        f"{name} {_fmt(value, 2)}"
+        + (f" (input {_fmt(row[S.INPUT_PREFIX + name], 2)})" if _ok(row.get(S.INPUT_PREFIX + name)) else "")
+        for name, value in named + own_model_stats(row.get(S.MODEL_STATS))
+        if _ok(value)
+    )
     input_uri = storage.join(run_config["input_uri"], row[S.INPUT_KEY])
     try:
         changed = input_changed(row, input_uri, storage_config)
         noisy, rate = (None, 0) if changed else read_excerpt(input_uri, config.excerpt_seconds, storage_config)
-        enhanced, out_rate = read_excerpt(storage.join(run.uri, "audio", row[S.OUTPUT_KEY]), config.excerpt_seconds, storage_config)
+        enhanced, out_rate = read_excerpt(
+            storage.join(run.uri, "audio", row[S.OUTPUT_KEY]), config.excerpt_seconds, storage_config
+        )
     except Exception as exc:  # a report shows what it can: an unreadable clip becomes a note, not a failure
         log.warning("clip %s: audio not readable: %s", row[S.INPUT_KEY], exc)
         return f'<div class="clip"><h4>{html.escape(title)}</h4><p class="note">audio not readable: {html.escape(str(exc))}</p></div>'
     enhanced16 = resample(enhanced, out_rate, SPECTROGRAM_RATE)
     size = len(enhanced16) if noisy is None else min(len(enhanced16), round(len(noisy) * SPECTROGRAM_RATE / rate))
     seconds = size / SPECTROGRAM_RATE
-    panels = [] if noisy is None else [("noisy input" + (f" ({rate / 1000:g} kHz)" if rate != SPECTROGRAM_RATE else ""),
-                                        noisy[: round(seconds * rate)], rate)]
-    panels.append(("denoised output" + (f" ({out_rate / 1000:g} kHz)" if out_rate != SPECTROGRAM_RATE else ""),
-                   enhanced[: round(seconds * out_rate)], out_rate))
+    panels = (
+        []
+        if noisy is None
+        else [
+            (
+                "noisy input" + (f" ({rate / 1000:g} kHz)" if rate != SPECTROGRAM_RATE else ""),
+                noisy[: round(seconds * rate)],
+                rate,
+            )
+        ]
+    )
+    panels.append(
+        (
+            "denoised output" + (f" ({out_rate / 1000:g} kHz)" if out_rate != SPECTROGRAM_RATE else ""),
+            enhanced[: round(seconds * out_rate)],
+            out_rate,
+        )
+    )
     figure = spectrogram_figure(panels, "")
     excerpt = f"first {format_duration(min(config.excerpt_seconds, seconds))}"
     bands = ", ".join(f"{name.split(' (')[0]} 0–{r / 2000:g} kHz" for name, _, r in panels)
     players = "" if noisy is None else _player("noisy", resample(noisy, rate, SPECTROGRAM_RATE)[:size])
     players += _player("denoised", enhanced16[:size])
-    note = (f'<p class="note changed">{html.escape(changed)}: the input as it is now is not shown beside this run\'s output.</p>'
-            if changed else "")
+    note = (
+        f'<p class="note changed">{html.escape(changed)}: the input as it is now is not shown beside this run\'s output.</p>'
+        if changed
+        else ""
+    )
     return (
         f'<div class="clip"><h4>{html.escape(title)}</h4><p class="facts">{facts} · {excerpt}</p>{note}'
         f'<img alt="spectrograms of {html.escape(row[S.INPUT_KEY])} ({bands})" src="{figure}">'
@@ -295,7 +323,9 @@ def clip_section(run: Run, row: dict, metric: str, config: ReportConfig, storage
 
 def _player(label: str, signal: np.ndarray) -> str:
     # preload="metadata": the player shows its duration and plays at once; the data is inline anyway.
-    return f'<label>{label} <audio controls preload="metadata" src="{_wav_uri(signal, SPECTROGRAM_RATE)}"></audio></label>'
+    return (
+        f'<label>{label} <audio controls preload="metadata" src="{_wav_uri(signal, SPECTROGRAM_RATE)}"></audio></label>'
+    )
 
 
 def input_changed(row: dict, input_uri: str, storage_config) -> str | None:
@@ -307,11 +337,17 @@ def input_changed(row: dict, input_uri: str, storage_config) -> str | None:
         now = stat_input(input_uri, storage_config)
     except FileNotFoundError:
         return "input deleted since this run"
-    if identity(now[S.SIZE], now[S.ETAG], now[S.MTIME]) == identity(row[S.INPUT_SIZE], row[S.INPUT_ETAG], row[S.INPUT_MTIME]):
+    if identity(now[S.SIZE], now[S.ETAG], now[S.MTIME]) == identity(
+        row[S.INPUT_SIZE], row[S.INPUT_ETAG], row[S.INPUT_MTIME]
+    ):
         return None
-    what = (f"ETag {row[S.INPUT_ETAG]} → {now[S.ETAG]}" if row[S.INPUT_ETAG] or now[S.ETAG]
-            else f"{row[S.INPUT_SIZE]} → {now[S.SIZE]} bytes, modified {now[S.MTIME]:%Y-%m-%d %H:%M UTC}" if now[S.MTIME]
-            else f"{row[S.INPUT_SIZE]} → {now[S.SIZE]} bytes")
+    what = (
+        f"ETag {row[S.INPUT_ETAG]} → {now[S.ETAG]}"
+        if row[S.INPUT_ETAG] or now[S.ETAG]
+        else f"{row[S.INPUT_SIZE]} → {now[S.SIZE]} bytes, modified {now[S.MTIME]:%Y-%m-%d %H:%M UTC}"
+        if now[S.MTIME]
+        else f"{row[S.INPUT_SIZE]} → {now[S.SIZE]} bytes"
+    )
     return f"input changed since this run ({what})"
 
 
@@ -329,23 +365,44 @@ def summary_section(run: Run, table: pa.Table) -> str:
         ("committed", f"{run.committed_at:%Y-%m-%d %H:%M:%S UTC}" if run.committed_at else "–"),
         ("model", run.marker.get("model_id", "–")),
         ("input", run.marker.get("config", {}).get("input_uri", "–")),
-        ("clips", f"{summary.get('clips', table.num_rows)} ({summary.get('ok', '–')} ok, {summary.get('errors', '–')} errors, "
-                  f"{summary.get('streamed', 0)} streamed)"),
+        (
+            "clips",
+            f"{summary.get('clips', table.num_rows)} ({summary.get('ok', '–')} ok, {summary.get('errors', '–')} errors, "
+            f"{summary.get('streamed', 0)} streamed)",
+        ),
         ("audio", format_duration((summary.get("audio_hours") or 0.0) * 3600)),
         ("wall time", format_duration(summary["wall_seconds"]) if "wall_seconds" in summary else "–"),
-        ("throughput", f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"
-                       + (f" on the {summary.get('processed_clips')} clips processed in the last attempt "
-                          f"({summary['resumed_rows']} resumed from an earlier one)" if summary.get("resumed_rows") else "")),
-        ("cost", f"{_fmt(cost.get('cpu_seconds_per_audio_hour'), 0)} CPU-s and {_fmt(cost.get('gpu_seconds_per_audio_hour'), 0)} "
-                 f"GPU-s per audio hour ({_fmt(cost.get('cpu_seconds'), 1)} CPU-s, {_fmt(cost.get('gpu_seconds'), 1)} GPU-s busy)"
-                 if cost else "not recorded for this run"),
+        (
+            "throughput",
+            f"{summary.get('audio_seconds_per_second', math.nan):.1f}× real time"
+            + (
+                f" on the {summary.get('processed_clips')} clips processed in the last attempt "
+                f"({summary['resumed_rows']} resumed from an earlier one)"
+                if summary.get("resumed_rows")
+                else ""
+            ),
+        ),
+        (
+            "cost",
+            f"{_fmt(cost.get('cpu_seconds_per_audio_hour'), 0)} CPU-s and {_fmt(cost.get('gpu_seconds_per_audio_hour'), 0)} "
+            f"GPU-s per audio hour ({_fmt(cost.get('cpu_seconds'), 1)} CPU-s, {_fmt(cost.get('gpu_seconds'), 1)} GPU-s busy)"
+            if cost
+            else "not recorded for this run",
+        ),
     ]
-    return '<dl class="summary">' + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items) + "</dl>"
+    return (
+        '<dl class="summary">'
+        + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in items)
+        + "</dl>"
+    )
 
 
 def errors_section(table: pa.Table) -> str:
-    rows = [r for r in table.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.METRICS_ERROR]).to_pylist()
-            if r[S.STATUS] != S.STATUS_OK or r[S.METRICS_ERROR]]
+    rows = [
+        r
+        for r in table.select([S.INPUT_KEY, S.STATUS, S.ERROR, S.METRICS_ERROR]).to_pylist()
+        if r[S.STATUS] != S.STATUS_OK or r[S.METRICS_ERROR]
+    ]
     if not rows:
         return "<p>No errors: every clip was denoised and scored.</p>"
     kinds: dict[str, int] = {}
@@ -353,9 +410,13 @@ def errors_section(table: pa.Table) -> str:
         if r[S.STATUS] != S.STATUS_OK:
             kind = (r[S.ERROR] or "unknown").split(":", 1)[0]
             kinds[kind] = kinds.get(kind, 0) + 1
-    counts = _table_html(["error kind", "clips"], [[k, v] for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])], "narrow")
-    detail = _table_html(["input", "status", "error", "metrics note"],
-                         [[r[S.INPUT_KEY], r[S.STATUS], r[S.ERROR], r[S.METRICS_ERROR]] for r in rows[:500]])
+    counts = _table_html(
+        ["error kind", "clips"], [[k, v] for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])], "narrow"
+    )
+    detail = _table_html(
+        ["input", "status", "error", "metrics note"],
+        [[r[S.INPUT_KEY], r[S.STATUS], r[S.ERROR], r[S.METRICS_ERROR]] for r in rows[:500]],
+    )
     more = f"<p class='note'>… and {len(rows) - 500} more rows (diffgmm query --errors)</p>" if len(rows) > 500 else ""
     return counts + detail + more
 
@@ -372,11 +433,17 @@ def comparison_section(results: Results, run: Run, against: Run) -> str:
 
     rows = fetch(queries.compare(against.run_id, run.run_id))
     changed = [r[S.INPUT_KEY] for r in fetch(queries.compare_changed(against.run_id, run.run_id))]
-    changed_note = (f'<p class="note">Not compared: {len(changed)} inputs changed between the runs '
-                    f'({html.escape(", ".join(changed[:20]))}{" …" if len(changed) > 20 else ""}).</p>' if changed else "")
+    changed_note = (
+        f'<p class="note">Not compared: {len(changed)} inputs changed between the runs '
+        f"({html.escape(', '.join(changed[:20]))}{' …' if len(changed) > 20 else ''}).</p>"
+        if changed
+        else ""
+    )
     if not rows:
-        return (f"<p>No unchanged input was processed successfully by both {html.escape(against.run_id)} and "
-                f"{html.escape(run.run_id)}.</p>" + changed_note)
+        return (
+            f"<p>No unchanged input was processed successfully by both {html.escape(against.run_id)} and "
+            f"{html.escape(run.run_id)}.</p>" + changed_note
+        )
     lines, shown = [], []
     for m in queries.COMPARE_COLUMNS:
         deltas = _finite(r[f"delta_{m}"] for r in rows)
@@ -384,13 +451,17 @@ def comparison_section(results: Results, run: Run, against: Run) -> str:
             continue
         a, b = _finite(r[f"{m}_a"] for r in rows), _finite(r[f"{m}_b"] for r in rows)
         better = int((deltas > 0).sum()) if METRIC_DIRECTION.get(m, True) else int((deltas < 0).sum())
-        lines.append([m, len(deltas), float(a.mean()), float(b.mean()), float(deltas.mean()), f"{better}/{len(deltas)}"])
+        lines.append(
+            [m, len(deltas), float(a.mean()), float(b.mean()), float(deltas.mean()), f"{better}/{len(deltas)}"]
+        )
         if not m.startswith("input_") and len(shown) < 4:
             shown.append(m)
     figure = comparison_figure(rows, shown, against.run_id, run.run_id)
-    head = (f"<p>{len(rows)} unchanged inputs processed by both. A = {html.escape(against.run_id)} "
-            f"({html.escape(str(against.marker.get('model_id')))}), B = {html.escape(run.run_id)} "
-            f"({html.escape(str(run.marker.get('model_id')))}); Δ = B − A; “B better” counts clips where B moved the right way.</p>")
+    head = (
+        f"<p>{len(rows)} unchanged inputs processed by both. A = {html.escape(against.run_id)} "
+        f"({html.escape(str(against.marker.get('model_id')))}), B = {html.escape(run.run_id)} "
+        f"({html.escape(str(run.marker.get('model_id')))}); Δ = B − A; “B better” counts clips where B moved the right way.</p>"
+    )
     table = _table_html(["metric", "clips", "mean A", "mean B", "mean Δ", "B better"], lines)
     return head + changed_note + table + (f'<img alt="run vs run scatter" src="{figure}">' if figure else "")
 
@@ -426,16 +497,23 @@ def build_report(
     other = results.run(against) if against else None
     table = results.run_table(run)
     tick("read tables")
-    parts = [f"<h1>Denoise run {html.escape(run.run_id)}</h1>",
-             f'<p class="sub">diffgmm report · generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}</p>',
-             "<h2>Summary</h2>", summary_section(run, table)]
+    parts = [
+        f"<h1>Denoise run {html.escape(run.run_id)}</h1>",
+        f'<p class="sub">diffgmm report · generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}</p>',
+        "<h2>Summary</h2>",
+        summary_section(run, table),
+    ]
     figure = distribution_figure(table)
     tick("distributions")
     parts.append("<h2>Distributions</h2>")
-    parts.append(f'<img alt="metric distributions" src="{figure}">' if figure else "<p>No metric has values in this run.</p>")
-    parts.append('<p class="caveat">PESQ, SI-SDR and STOI need a clean reference (null otherwise). DNSMOS estimates a listener '
-                 "score without one, but rewards removing noise even at the cost of speech; removed noise and the model's own stats (gmm_nll, "
-                 "image_ssim, …) describe what the model did, not how good it sounds. No single column is “quality”.</p>")
+    parts.append(
+        f'<img alt="metric distributions" src="{figure}">' if figure else "<p>No metric has values in this run.</p>"
+    )
+    parts.append(
+        '<p class="caveat">PESQ, SI-SDR and STOI need a clean reference (null otherwise). DNSMOS estimates a listener '
+        "score without one, but rewards removing noise even at the cost of speech; removed noise and the model's own stats (gmm_nll, "
+        "image_ssim, …) describe what the model did, not how good it sounds. No single column is “quality”.</p>"
+    )
     metric = ranking_metric(table)
     if metric and config.clips:
         worst, best = pick_clips(table, metric, config.clips)
@@ -451,8 +529,10 @@ def build_report(
         parts += [f"<h2>Compared with {html.escape(other.run_id)}</h2>", comparison_section(results, run, other)]
         tick("comparison")
     body = "\n".join(parts)
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diffgmm report {html.escape(run.run_id)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>{body}</body></html>')
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diffgmm report {html.escape(run.run_id)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>{body}</body></html>'
+    )
 
 
 def report_steps(results: Results, run_id: str | None, against: str | None, config: ReportConfig) -> int:

@@ -146,13 +146,21 @@ class TrainConfig:
         if self.data.mode not in DATA_MODES:
             raise ValueError(f"data.mode must be one of {DATA_MODES}, got {self.data.mode!r}")
         if spec.training_data == "clean" and self.data.mode != "clean":
-            raise ValueError(f"{self.model_name} trains on clean speech only: set data.mode: clean (with data.clean_uri, no noise)")
+            raise ValueError(
+                f"{self.model_name} trains on clean speech only: set data.mode: clean (with data.clean_uri, no noise)"
+            )
         if spec.training_data != "clean" and self.data.mode == "clean":
-            raise ValueError(f"{self.model_name} trains on noisy/clean pairs: data.mode clean is for clean-only families; use mix or paired")
+            raise ValueError(
+                f"{self.model_name} trains on noisy/clean pairs: data.mode clean is for clean-only families; use mix or paired"
+            )
         if self.data.mode == "clean" and not self.data.clean_uri:
             raise ValueError("clean mode needs data.clean_uri")
-        if self.data.mode == "clean" and (self.data.noise_uri or self.data.paired_noisy_uri or self.data.valid_noisy_uri):
-            raise ValueError("clean mode uses no noise files: remove data.noise_uri / paired_noisy_uri / valid_noisy_uri")
+        if self.data.mode == "clean" and (
+            self.data.noise_uri or self.data.paired_noisy_uri or self.data.valid_noisy_uri
+        ):
+            raise ValueError(
+                "clean mode uses no noise files: remove data.noise_uri / paired_noisy_uri / valid_noisy_uri"
+            )
         if self.data.mode == "mix" and not (self.data.clean_uri and self.data.noise_uri):
             raise ValueError("mix mode needs data.clean_uri and data.noise_uri")
         if self.data.mode == "paired" and not (self.data.paired_clean_uri and self.data.paired_noisy_uri):
@@ -174,5 +182,13 @@ class TrainConfig:
         def resolved(uri: str | None) -> str | None:
             return None if uri is None else storage.absolute_local(uri)
 
-        data = replace(self.data, **{f.name: resolved(getattr(self.data, f.name)) for f in fields(self.data) if f.name.endswith("_uri")})
-        return replace(self, storage_path=resolved(self.storage_path), init_checkpoint_uri=resolved(self.init_checkpoint_uri), data=data)
+        data = replace(
+            self.data,
+            **{f.name: resolved(getattr(self.data, f.name)) for f in fields(self.data) if f.name.endswith("_uri")},
+        )
+        return replace(
+            self,
+            storage_path=resolved(self.storage_path),
+            init_checkpoint_uri=resolved(self.init_checkpoint_uri),
+            data=data,
+        )

@@ -25,7 +25,9 @@ def paired_keys(clean_uri: str, noisy_uri: str, config: storage.StorageConfig) -
     return sorted(set(list_audio(clean_uri, config)) & set(list_audio(noisy_uri, config)))
 
 
-def load_pair(clean_uri: str, noisy_uri: str, key: str, rate: int, config: storage.StorageConfig) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    clean_uri: str, noisy_uri: str, key: str, rate: int, config: storage.StorageConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """(noisy, clean) mono at ``rate``, cut to their common length."""
     from pipeline.audio.codec import load_mono
 
@@ -41,13 +43,21 @@ def corpus_keys(config: TrainConfig) -> dict[str, list[str]]:
 
     d = config.data
     if d.mode == "paired":
-        train, valid = split_corpus(paired_keys(d.paired_clean_uri, d.paired_noisy_uri, config.storage), d.clean_holdout_fraction, by_speaker=True)
+        train, valid = split_corpus(
+            paired_keys(d.paired_clean_uri, d.paired_noisy_uri, config.storage),
+            d.clean_holdout_fraction,
+            by_speaker=True,
+        )
         return {"train": train, "valid": valid}
-    clean = [k for k in list_audio(d.clean_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)]
+    clean = [
+        k for k in list_audio(d.clean_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.exclude_prefixes)
+    ]
     clean_train, clean_valid = split_corpus(clean, d.clean_holdout_fraction, by_speaker=True)
     if d.mode == "clean":
         return {"clean": clean_train, "clean_valid": clean_valid}
-    noise = [k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.noise_exclusions)]
+    noise = [
+        k for k in list_audio(d.noise_uri, config.storage) if not k.rsplit("/", 1)[-1].startswith(d.noise_exclusions)
+    ]
     noise_train, noise_valid = split_corpus(noise, d.noise_holdout_fraction, by_speaker=False)
     if not noise_valid:
         noise_valid = noise_train[-1:]
@@ -90,7 +100,9 @@ class CleanStage:
     def __init__(self, config: TrainConfig, clean_keys: list[str]) -> None:
         from pipeline.train.steps import load_corpus
 
-        self.clean = list(load_corpus(config.data.clean_uri, config.model.sample_rate, clean_keys, config.storage).values())
+        self.clean = list(
+            load_corpus(config.data.clean_uri, config.model.sample_rate, clean_keys, config.storage).values()
+        )
         self.mix, self.seed = config.mix, config.optim.seed
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +130,10 @@ class PairCropStage:
         key = self.keys[rng.integers(len(self.keys))]
         n, s = load_pair(c.data.paired_clean_uri, c.data.paired_noisy_uri, key, rate, c.storage)
         start = int(rng.integers(0, max(1, len(n) - length + 1)))
-        return (fit_length(n[start : start + length], length).astype(np.float32),
-                fit_length(s[start : start + length], length).astype(np.float32))
+        return (
+            fit_length(n[start : start + length], length).astype(np.float32),
+            fit_length(s[start : start + length], length).astype(np.float32),
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pairs = [self[int(index)] for index in batch["id"]]
@@ -163,7 +177,11 @@ def build_train_dataset(config: TrainConfig, keys: dict[str, list[str]], first_e
             compute=ray.data.ActorPoolStrategy(size=config.scaling.data_actors),
             num_cpus=config.scaling.cpus_per_data_actor,
         )
-    return ds.map_batches(PairCropStage(config, keys["train"]), batch_size=config.optim.batch_size, num_cpus=config.scaling.cpus_per_data_actor)
+    return ds.map_batches(
+        PairCropStage(config, keys["train"]),
+        batch_size=config.optim.batch_size,
+        num_cpus=config.scaling.cpus_per_data_actor,
+    )
 
 
 def data_summary(config: TrainConfig, keys: dict[str, list[str]]) -> dict:
@@ -189,16 +207,23 @@ def validation_set(config: TrainConfig, keys: dict[str, list[str]]) -> list[tupl
     if d.mode == "clean":
         clean = list(load_corpus(d.clean_uri, rate, keys["clean_valid"], config.storage).values())
         if not clean:
-            raise ValueError(f"no held-out clean speech under {d.clean_uri}: raise data.clean_holdout_fraction (now {d.clean_holdout_fraction})")
+            raise ValueError(
+                f"no held-out clean speech under {d.clean_uri}: raise data.clean_holdout_fraction (now {d.clean_holdout_fraction})"
+            )
         vmix = MixConfig(**{**config.mix.__dict__, "segment_seconds": d.valid_segment_seconds})
         rng = np.random.default_rng(d.valid_seed)
         segments = [clean_example(clean[i % len(clean)], vmix, rng) for i in range(d.valid_pairs)]
         return [(s, s) for s in segments]
     if d.valid_clean_uri and d.valid_noisy_uri:
         names = paired_keys(d.valid_clean_uri, d.valid_noisy_uri, config.storage)
-        return [load_pair(d.valid_clean_uri, d.valid_noisy_uri, k, rate, config.storage) for k in names[: d.valid_pairs]]
+        return [
+            load_pair(d.valid_clean_uri, d.valid_noisy_uri, k, rate, config.storage) for k in names[: d.valid_pairs]
+        ]
     if d.mode == "paired":
-        return [load_pair(d.paired_clean_uri, d.paired_noisy_uri, k, rate, config.storage) for k in keys["valid"][: d.valid_pairs]]
+        return [
+            load_pair(d.paired_clean_uri, d.paired_noisy_uri, k, rate, config.storage)
+            for k in keys["valid"][: d.valid_pairs]
+        ]
     clean = list(load_corpus(d.clean_uri, rate, keys["clean_valid"], config.storage).values())
     noise = list(load_corpus(d.noise_uri, rate, keys["noise_valid"], config.storage).values())
     vmix = MixConfig(**{**config.mix.__dict__, "segment_seconds": d.valid_segment_seconds})

@@ -64,11 +64,26 @@ def train_loop_per_worker(loop_config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     shard = ray.train.get_dataset_shard("train")
-    batches = ((b[NOISY], b[CLEAN]) for b in shard.iter_torch_batches(
-        batch_size=config.optim.batch_size, dtypes=torch.float32, device=device, drop_last=True))
-    train_loop(model, optimizer, progress, batches, config, device=device, valid=loop_config["valid"],
-               run_info=loop_config["run_info"], chief=rank == 0, workers=config.scaling.num_workers,
-               autocast_dtype=autocast, report=report)
+    batches = (
+        (b[NOISY], b[CLEAN])
+        for b in shard.iter_torch_batches(
+            batch_size=config.optim.batch_size, dtypes=torch.float32, device=device, drop_last=True
+        )
+    )
+    train_loop(
+        model,
+        optimizer,
+        progress,
+        batches,
+        config,
+        device=device,
+        valid=loop_config["valid"],
+        run_info=loop_config["run_info"],
+        chief=rank == 0,
+        workers=config.scaling.num_workers,
+        autocast_dtype=autocast,
+        report=report,
+    )
 
 
 def run_train_local(config: TrainConfig, run_info: dict | None = None, device: str = "auto") -> dict:
@@ -98,10 +113,22 @@ def run_train_local(config: TrainConfig, run_info: dict | None = None, device: s
         num_workers=config.scaling.local_data_workers,
         persistent_workers=False,
     )
-    metrics = train_loop(model, optimizer, progress, loader, config, device=device, valid=valid, run_info=run_info,
-                         autocast_dtype=autocast)
-    return {"metrics": {**{k: v for k, v in metrics.items() if k.startswith("val_")}, "step": progress.step},
-            "run_uri": config.run_uri, "resumed_from_step": steps_done(resume)}
+    metrics = train_loop(
+        model,
+        optimizer,
+        progress,
+        loader,
+        config,
+        device=device,
+        valid=valid,
+        run_info=run_info,
+        autocast_dtype=autocast,
+    )
+    return {
+        "metrics": {**{k: v for k, v in metrics.items() if k.startswith("val_")}, "step": progress.step},
+        "run_uri": config.run_uri,
+        "resumed_from_step": steps_done(resume),
+    }
 
 
 def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
@@ -121,12 +148,17 @@ def run_train(config: TrainConfig, run_info: dict | None = None) -> dict:
     fs, path = storage.arrow_filesystem(config.storage_path, config.storage)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"config": config, "valid": validation_set(config, keys), "init_state": init_state,
-                           "run_info": run_info},
+        train_loop_config={
+            "config": config,
+            "valid": validation_set(config, keys),
+            "init_state": init_state,
+            "run_info": run_info,
+        },
         scaling_config=RayScaling(
             num_workers=config.scaling.num_workers,
             use_gpu=config.scaling.use_gpu,
-            resources_per_worker={"CPU": config.scaling.cpus_per_worker} | ({"GPU": 1} if config.scaling.use_gpu else {}),
+            resources_per_worker={"CPU": config.scaling.cpus_per_worker}
+            | ({"GPU": 1} if config.scaling.use_gpu else {}),
         ),
         run_config=RunConfig(
             name=config.name,

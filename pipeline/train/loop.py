@@ -55,8 +55,14 @@ class Progress:
     history: list = field(default_factory=list)
 
     def state(self) -> dict:
-        return {"step": self.step, "best_pesq_wb": self.best_pesq_wb, "cpu_seconds": self.cpu_seconds,
-                "audio_seconds": self.audio_seconds, "best_score": self.best_score, "selection": dict(self.selection)}
+        return {
+            "step": self.step,
+            "best_pesq_wb": self.best_pesq_wb,
+            "cpu_seconds": self.cpu_seconds,
+            "audio_seconds": self.audio_seconds,
+            "best_score": self.best_score,
+            "selection": dict(self.selection),
+        }
 
 
 def step_generator(config: TrainConfig, step: int, device):
@@ -114,11 +120,15 @@ def restore_progress(optimizer, resume_state: dict | None) -> Progress:
     trainer = resume_state["metadata"]["trainer_state"]
     best_pesq_wb = float(trainer["best_pesq_wb"])
     # A run from before selection rules chose by PESQ-WB alone: its best score is that PESQ.
-    return Progress(step=int(trainer["step"]), best_pesq_wb=best_pesq_wb,
-                    cpu_seconds=float(trainer.get("cpu_seconds", 0.0)), audio_seconds=float(trainer.get("audio_seconds", 0.0)),
-                    best_score=float(trainer.get("best_score", best_pesq_wb)),
-                    selection=dict(trainer.get("selection", dataclasses.asdict(SelectionConfig()))),
-                    history=list(resume_state["metadata"].get("history", [])))
+    return Progress(
+        step=int(trainer["step"]),
+        best_pesq_wb=best_pesq_wb,
+        cpu_seconds=float(trainer.get("cpu_seconds", 0.0)),
+        audio_seconds=float(trainer.get("audio_seconds", 0.0)),
+        best_score=float(trainer.get("best_score", best_pesq_wb)),
+        selection=dict(trainer.get("selection", dataclasses.asdict(SelectionConfig()))),
+        history=list(resume_state["metadata"].get("history", [])),
+    )
 
 
 def set_learning_rate(optimizer, config: TrainConfig, step: int) -> float:
@@ -152,10 +162,14 @@ def validation_scores(core, valid, config: TrainConfig, device) -> dict[str, flo
 
     if config.data.mode == "clean":
         return validate_loss(core, valid, config.loss, config.data.valid_seed)
-    return validate(Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate)
+    return validate(
+        Enhancer(core, EnhanceConfig(device=str(device), seed=config.optim.seed)), valid, config.model.sample_rate
+    )
 
 
-def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict) -> dict[str, float]:
+def end_of_epoch(
+    core, optimizer, progress: Progress, valid, config: TrainConfig, device, run_info: dict
+) -> dict[str, float]:
     """Validate, update ``progress``, write ``last.pt`` (and ``best.pt`` when the selection score improved).
 
     The score is :func:`pipeline.quality.selection.selection_score` under
@@ -171,8 +185,11 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
     if selection != progress.selection:
         # Scores of another rule do not compare: the next validation becomes best.pt under this one.
         if math.isfinite(progress.best_score):  # a fresh run has no best.pt to re-choose
-            log.warning("selection rule changed from %s to %s: best.pt is chosen anew from this validation on",
-                        progress.selection, selection)
+            log.warning(
+                "selection rule changed from %s to %s: best.pt is chosen anew from this validation on",
+                progress.selection,
+                selection,
+            )
         progress.best_score, progress.selection = -math.inf, selection
     scores = validation_scores(core, valid, config, device)
     score = -scores["loss"] if config.data.mode == "clean" else selection_score(scores, config.selection)
@@ -180,20 +197,38 @@ def end_of_epoch(core, optimizer, progress: Progress, valid, config: TrainConfig
     if improved:
         progress.best_score = score
         progress.best_pesq_wb = scores.get("pesq_wb", progress.best_pesq_wb)
-    progress.history.append({"step": progress.step, "cpu_seconds": progress.cpu_seconds,
-                             "audio_seconds": progress.audio_seconds, "val": dict(scores)})
+    progress.history.append(
+        {
+            "step": progress.step,
+            "cpu_seconds": progress.cpu_seconds,
+            "audio_seconds": progress.audio_seconds,
+            "val": dict(scores),
+        }
+    )
     examples = progress.step * config.optim.batch_size * config.scaling.num_workers
-    meta = {**run_info, "name": config.name, "step": progress.step, "examples": examples,
-            "audio_hours": examples * config.mix.segment_seconds / 3600.0, "val": scores,
-            "selection": {**selection, "score": score},
-            "train_cpu_seconds": progress.cpu_seconds, "train_audio_seconds": progress.audio_seconds,
-            "history": list(progress.history)}
+    meta = {
+        **run_info,
+        "name": config.name,
+        "step": progress.step,
+        "examples": examples,
+        "audio_hours": examples * config.mix.segment_seconds / 3600.0,
+        "val": scores,
+        "selection": {**selection, "score": score},
+        "train_cpu_seconds": progress.cpu_seconds,
+        "train_audio_seconds": progress.audio_seconds,
+        "history": list(progress.history),
+    }
     last = make_checkpoint(core, {**meta, "optimizer": optimizer.state_dict(), "trainer_state": progress.state()})
     _save(last, storage.join(config.run_uri, "last.pt"), config)
     if improved:
         _save(make_checkpoint(core, meta), storage.join(config.run_uri, "best.pt"), config)
-    log.info("step %d (%.0f training CPU-s): validation %s%s", progress.step, progress.cpu_seconds,
-             {k: round(v, 3) for k, v in scores.items()}, " (best)" if improved else "")
+    log.info(
+        "step %d (%.0f training CPU-s): validation %s%s",
+        progress.step,
+        progress.cpu_seconds,
+        {k: round(v, 3) for k, v in scores.items()},
+        " (best)" if improved else "",
+    )
     return scores
 
 
@@ -238,7 +273,9 @@ def train_loop(
         noisy, clean = noisy.to(device), clean.to(device)
         lr = set_learning_rate(optimizer, config, progress.step)
         generator = step_generator(config, progress.step, noisy.device)
-        parts = train_step(model, optimizer, noisy, clean, config.loss, config.optim.grad_clip, autocast_dtype, generator)
+        parts = train_step(
+            model, optimizer, noisy, clean, config.loss, config.optim.grad_clip, autocast_dtype, generator
+        )
         progress.step += 1
         seconds = noisy.numel() / rate
         window_audio += seconds
@@ -246,16 +283,29 @@ def train_loop(
         if progress.step % LOG_EVERY_STEPS == 0:
             elapsed = max(time.perf_counter() - t0, 1e-9)
             eta = format_duration((total_steps - progress.step) * elapsed / max(progress.step - step0, 1))
-            log.info("step %d/%d lr %.2e %s %.1f audio-s/s, ETA %s", progress.step, total_steps, lr,
-                     {k: round(v, 4) for k, v in parts.items()}, window_audio / elapsed, eta)
+            log.info(
+                "step %d/%d lr %.2e %s %.1f audio-s/s, ETA %s",
+                progress.step,
+                total_steps,
+                lr,
+                {k: round(v, 4) for k, v in parts.items()},
+                window_audio / elapsed,
+                eta,
+            )
         if progress.step % config.optim.steps_per_epoch and progress.step < total_steps:
             continue
         now_cpu = time.process_time()
         progress.cpu_seconds += now_cpu - cpu0
         cpu0 = now_cpu
         metrics = {f"train_{k}": v for k, v in parts.items()}
-        metrics.update({"step": progress.step, "epoch": progress.step // config.optim.steps_per_epoch, "learning_rate": lr,
-                        "audio_seconds_per_second_per_worker": window_audio / max(time.perf_counter() - t0, 1e-9)})
+        metrics.update(
+            {
+                "step": progress.step,
+                "epoch": progress.step // config.optim.steps_per_epoch,
+                "learning_rate": lr,
+                "audio_seconds_per_second_per_worker": window_audio / max(time.perf_counter() - t0, 1e-9),
+            }
+        )
         if chief:
             scores = end_of_epoch(core, optimizer, progress, valid, config, device, run_info)
             metrics.update({f"val_{k}": v for k, v in scores.items()})
@@ -283,11 +333,17 @@ def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str
     keys = corpus_keys(config)
     run_info = {**run_info, **data_summary(config, keys)}
     resolved = redact_tree({"config": to_dict(config), "run": run_info})
-    storage.write_bytes(storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage)
+    storage.write_bytes(
+        storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage
+    )
     resume = read_train_state(config)
     if resume:
         log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
-    init_state = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0] if config.init_checkpoint_uri and not resume else None
+    init_state = (
+        load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0]
+        if config.init_checkpoint_uri and not resume
+        else None
+    )
     return keys, resume, init_state, run_info
 
 

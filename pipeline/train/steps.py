@@ -29,7 +29,11 @@ def list_audio(uri: str, config: storage.StorageConfig | None = None) -> list[st
     found = fs.find(root)
     keys = [storage.relative_key(uri, p, fs) for p in found if p.lower().endswith(AUDIO_EXTENSIONS)]
     if not keys:
-        where = f" (resolved against the current directory: {os.path.abspath(root)})" if storage.protocol_of(uri) == "file" and root != uri else ""
+        where = (
+            f" (resolved against the current directory: {os.path.abspath(root)})"
+            if storage.protocol_of(uri) == "file" and root != uri
+            else ""
+        )
         raise FileNotFoundError(f"no audio found under {uri}{where}")
     return sorted(keys)
 
