@@ -56,3 +56,16 @@ def test_architecture_fields_and_other_families_are_refused_in_one_line(udiffse_
 def test_the_job_config_takes_sampler_settings_from_set_flags():
     config = load_yaml(DenoiseConfig, None, {"input_uri": "in/", "output_uri": "out/", "model.sampler.num_e": 30})
     assert config.model.sampler == {"num_e": 30}
+
+
+def test_the_paper_sampler_recipe_is_the_papers_setting_on_the_shipped_checkpoint():
+    from pathlib import Path
+
+    from model.udiffse import PAPER_SETTING
+
+    recipe = Path(__file__).resolve().parents[1] / "jobs" / "configs" / "denoise-udiffse-paper.yaml"
+    config = load_yaml(DenoiseConfig, str(recipe))
+    assert config.model.sampler == PAPER_SETTING and config.model.checkpoint_uri == "udiffse"
+    loaded = load_model(config.model.checkpoint_uri, sampler=config.model.sampler)
+    assert (loaded.model.config.num_e, loaded.model.config.num_em, loaded.model.config.nbatch) == (30, 5, 2)
+    assert loaded.model_id != load_model("udiffse").model_id
