@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -29,8 +28,6 @@ from pipeline.inference.rows import (
     error_columns,
     pack_audio,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -33,8 +32,6 @@ from pipeline.quality.metrics import (
     removed_noise_db,
     rms_dbfs,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

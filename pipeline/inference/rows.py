@@ -14,7 +14,6 @@ channel count: variable-length binary is the most robust column type Arrow and R
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -28,8 +27,6 @@ from pipeline.audio.codec import (
 from pipeline.core import schema as S
 from pipeline.core import storage
 from pipeline.core.redact import redact
-
-log = logging.getLogger(__name__)
 
 AUDIO = "audio"  # float32 bytes at the model rate
 AUDIO_CHANNELS = "audio_channels"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,8 +39,6 @@ from pipeline.quality.metrics import (
     join_errors,
     score_all,
 )
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
