@@ -27,6 +27,7 @@ def test_sampler_settings_replace_the_checkpoints_and_name_another_model(udiffse
     paper = load_model(udiffse_checkpoint, sampler={"num_e": 30, "num_em": 5, "nbatch": 2})
     assert (plain.model.config.num_e, plain.model.config.num_em) == (4, 2)
     assert (paper.model.config.num_e, paper.model.config.num_em, paper.model.config.nbatch) == (30, 5, 2)
+    assert paper.sampler == {"num_e": 30, "num_em": 5, "nbatch": 2} and plain.sampler == {}
     assert paper.model.config.channels == plain.model.config.channels
     # The same weights under another sampler are another model id; the id is stable and order-free.
     assert paper.model_id.startswith(plain.model_id + "-s") and paper.model_id != plain.model_id
@@ -48,6 +49,7 @@ def test_architecture_fields_and_other_families_are_refused_in_one_line(udiffse_
         load_model(tiny_checkpoint, sampler={"num_e": 3}, strict_sampler=False).model_id
         == load_model(tiny_checkpoint).model_id
     )
+    assert load_model(tiny_checkpoint, sampler={"num_e": 3}, strict_sampler=False).sampler == {}
     # A bad value is the family config's own error, naming the checkpoint.
     with pytest.raises(ValueError, match="udiffse.pt"):
         load_model(udiffse_checkpoint, sampler={"num_e": 0})

@@ -11,7 +11,7 @@ import io
 import logging
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +104,16 @@ def resolve_checkpoint(uri_or_name: str | None) -> str:
 
 @dataclass
 class LoadedModel:
-    """A model ready for inference plus its identity: ``model_id`` is name + SHA-256 prefix of the file."""
+    """A model ready for inference plus its identity: ``model_id`` is name + SHA-256 prefix of the file.
+
+    ``sampler``: the ``model.sampler`` settings applied over the checkpoint's ({} if none).
+    """
 
     model: Any
     metadata: dict[str, Any]
     model_id: str
     uri: str
+    sampler: dict[str, Any] = field(default_factory=dict)
 
 
 def checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
@@ -232,7 +236,7 @@ def load_model(
         raise CheckpointError(f"checkpoint {uri}: {exc}") from exc
     model_id = f"{model.name}-{hashlib.sha256(data).hexdigest()[:12]}{sampler_suffix(settings)}"
     log.info("loaded %s from %s", model_id, uri)
-    return LoadedModel(model=model, metadata=metadata, model_id=model_id, uri=uri)
+    return LoadedModel(model=model, metadata=metadata, model_id=model_id, uri=uri, sampler=settings)
 
 
 def export_checkpoint(source_uri: str, target_uri: str, config: storage.StorageConfig | None = None) -> tuple[str, int]:

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from pipeline.audio.codec import load_mono
 from pipeline.core import schema as S
 from pipeline.core import storage
-from pipeline.core.checkpoints import PEER_MODELS, SHIPPED_CHECKPOINTS, sampler_settings
+from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
 from pipeline.core.config import to_dict
 from pipeline.core.lifecycle import RunLifecycle
 from pipeline.core.progress import Progress, quiet_ray_data
@@ -358,9 +358,7 @@ def run_evaluate(config: EvaluateConfig) -> dict:
             else load_model(uri, config.storage, sampler, False)
         )
         model_ids[label] = loaded.model_id
-        samplers[label] = (
-            {} if loaded.uri in PEER_MODELS else sampler_settings(loaded.model.name, sampler, strict=False)
-        )
+        samplers[label] = loaded.sampler
     unused = sorted(set(sampler) - {k for settings in samplers.values() for k in settings})
     if unused:
         raise ValueError(
