@@ -15,6 +15,7 @@ definition with two changes that keep it cheap and differentiable at the model's
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -25,8 +26,12 @@ _SEGMENT_FRAMES = 30  # 384 ms of envelope, STOI's N
 _CLIP_DB = -15.0  # STOI's beta: the processed envelope may exceed the clean one by at most this SDR
 
 
+@functools.lru_cache(maxsize=8)
 def third_octave_matrix(sample_rate: int, n_fft: int) -> torch.Tensor:
-    """(bands, n_fft // 2 + 1) float32 0/1 matrix summing FFT-bin power into STOI's 15 bands."""
+    """(bands, n_fft // 2 + 1) float32 0/1 matrix summing FFT-bin power into STOI's 15 bands.
+
+    Cached: the loss asks for the same one every step. Callers must not modify it in place.
+    """
     freqs = torch.linspace(0, sample_rate, n_fft + 1)[: n_fft // 2 + 1]
     matrix = torch.zeros(_BANDS, n_fft // 2 + 1)
     for k in range(_BANDS):
