@@ -89,6 +89,16 @@ def identity_model() -> IdentityModel:
 
 
 TINY_CONFIG = dict(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2)
+# FUSE at test size: fits and samples in seconds on one CPU thread (tests/test_fuse.py, test_family_pipelines.py).
+TINY_FUSE_CONFIG = dict(
+    latent_channels=24,
+    vae_channels=32,
+    vae_blocks=1,
+    denoiser_channels=32,
+    denoiser_blocks=2,
+    groups=4,
+    guidance_channels=8,
+)
 # The STFT representation at test size: 33 bins, 16 channels over frames.
 SMALL_STFT_CONFIG = dict(
     representation="stft",

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from conftest import TINY_FUSE_CONFIG
 
 from model.registry import MODELS
 from pipeline.core import schema as S
@@ -33,16 +34,7 @@ pytestmark = pytest.mark.slow
 TINY_CONFIGS: dict[str, dict] = {
     "diffgmm": dict(hidden_channels=8, depth=3, bottleneck_blocks=1, feature_channels=8, num_steps=2),
     "aigd": dict(n_fft=64, win_length=60, hop_length=16, channels=4, channel_mults=(1, 2), groups=2),
-    "fuse": dict(
-        latent_channels=24,
-        vae_channels=32,
-        vae_blocks=1,
-        denoiser_channels=32,
-        denoiser_blocks=2,
-        groups=4,
-        guidance_channels=8,
-        num_steps=2,
-    ),
+    "fuse": dict(TINY_FUSE_CONFIG, num_steps=2),
     "udiffse": dict(channels=4, channel_mults=(1, 2), groups=2, time_features=8, num_e=2, num_em=2, chunk_seconds=1.0),
 }
 # Stat names each family must report per clip (on top of "whatever it reports is finite").

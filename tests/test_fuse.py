@@ -8,21 +8,13 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_FUSE_CONFIG
 
 from model.fuse import FUSE, FUSEConfig
 from model.fuse.ddim import DDIMSampler, ddim_timesteps
 from model.fuse.schedule import add_noise, alpha_bars
 
-# Small enough to fit and sample in seconds on one CPU thread.
-SMALL = dict(
-    latent_channels=24,
-    vae_channels=32,
-    vae_blocks=1,
-    denoiser_channels=32,
-    denoiser_blocks=2,
-    groups=4,
-    guidance_channels=8,
-)
+SMALL = TINY_FUSE_CONFIG
 
 
 def _toy(length: int = 8000) -> torch.Tensor:
