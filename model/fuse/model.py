@@ -1,10 +1,10 @@
 """FUSE: latent diffusion enhancement guided by frozen pretrained features, sampled in a few DDIM steps (seed 004).
 
 A window is normalised by its standard deviation, turned into its power-law compressed STFT
-(real and imaginary channels) and encoded by the VAE; the latent denoiser, conditioned on the
+(magnitude, or real and imaginary channels: ``spectrum``) and encoded by the VAE; the latent denoiser, conditioned on the
 noisy latent and on guidance features from a frozen extractor (CREPE tiny), turns N(0, I)
 into the clean latent in ``num_steps`` η = 0 DDIM steps; the VAE decodes it, the inverse STFT
-gives the audio. Every choice the paper leaves open is in :class:`FUSEConfig` and
+gives the audio (with the noisy phase when the spectrum is the magnitude). Every choice the paper leaves open is in :class:`FUSEConfig` and
 docs/model.md ("FUSE").
 
 The frozen extractor is not part of the module tree: it is never in ``state_dict()`` (so
@@ -40,10 +40,13 @@ class ExtractorMissing(RuntimeError):
 
 @dataclass
 class Spectrum:
-    """A batch of windows in the model's domain: ``features`` (batch, 2·bins, frames) compressed real/imag,
-    ``scale`` (batch, 1) the standard deviation each window was divided by, ``length`` samples."""
+    """A batch of windows in the model's domain: ``features`` (batch, spectrum_channels, frames), the
+    compressed magnitude or real/imag; ``phase`` (batch, bins, frames) complex64 of unit modulus, the
+    window's own phase; ``scale`` (batch, 1) the standard deviation each window was divided by;
+    ``length`` samples."""
 
     features: torch.Tensor
+    phase: torch.Tensor
     scale: torch.Tensor
     length: int
 
@@ -145,14 +148,22 @@ class FUSE(nn.Module):
         if scale is None:
             scale = windows.float().std(dim=-1, keepdim=True, unbiased=False) + c.norm_floor
         compressed = power_law(stft(windows.float() / scale, c.stft), c.compress)
-        return Spectrum(torch.cat([compressed.real, compressed.imag], dim=1), scale, windows.shape[-1])
+        magnitude = compressed.abs()
+        # Digital silence has no phase: zero bins take phase 0 (modulus 1), not NaN.
+        phase = torch.where(magnitude > 0, compressed / magnitude.clamp_min(1e-12), torch.ones_like(compressed))
+        features = magnitude if c.spectrum == "magnitude" else torch.cat([compressed.real, compressed.imag], dim=1)
+        return Spectrum(features, phase, scale, windows.shape[-1])
 
-    def waveform(self, features: torch.Tensor, scale: torch.Tensor, length: int) -> torch.Tensor:
-        """Compressed real/imag features (batch, 2·bins, frames) → waveform (batch, length) in input units."""
+    def waveform(self, features: torch.Tensor, spectrum: Spectrum) -> torch.Tensor:
+        """Decoded features (batch, spectrum_channels, frames) → waveform (batch, length) in the units of ``spectrum``'s
+        windows; a magnitude takes ``spectrum.phase`` (negative decoded magnitudes are clipped to 0)."""
         c = self.config
-        real, imag = features.float().chunk(2, dim=1)
-        spec = power_law(torch.complex(real, imag), 1.0 / c.compress)
-        return istft(spec, c.stft, length) * scale
+        if c.spectrum == "magnitude":
+            compressed = features.float().clamp_min(0.0) * spectrum.phase
+        else:
+            real, imag = features.float().chunk(2, dim=1)
+            compressed = torch.complex(real, imag)
+        return istft(power_law(compressed, 1.0 / c.compress), c.stft, spectrum.length) * spectrum.scale
 
     def guidance(self, windows: torch.Tensor, frames: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(projected guidance (batch, guidance_channels, frames), periodicity (batch, frames)), or (None, None) without guidance."""
@@ -208,14 +219,14 @@ class FUSE(nn.Module):
             stats["fuse_voicing_fraction"] = (periodicity > c.voicing_threshold).float().mean(dim=-1)
         if c.stage == "vae":
             stats["fuse_final_eps_rms"] = torch.zeros(windows.shape[0], device=windows.device)
-            out = self.waveform(recon, spec.scale, spec.length)
+            out = self.waveform(recon, spec)
         else:
             cond = mean * c.latent_scale
             z, eps = self.sampler.sample(
                 tuple(cond.shape), lambda x, t: self.denoiser(x, t, cond, guidance), generator, cond.device, cond.dtype
             )
             stats["fuse_final_eps_rms"] = eps.pow(2).mean(dim=(1, 2)).sqrt()
-            out = self.waveform(self.vae.decode(z / c.latent_scale), spec.scale, spec.length)
+            out = self.waveform(self.vae.decode(z / c.latent_scale), spec)
         # Digital silence has nothing to remove: pass it through exactly.
         silent = (windows == 0).all(dim=-1, keepdim=True)
         return torch.where(silent, torch.zeros_like(out), out).float(), stats
