@@ -76,6 +76,26 @@ def test_ddim_with_an_oracle_noise_predictor_recovers_x0_exactly(schedule, num_s
     torch.testing.assert_close(out, x0, rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("num_steps", [1, 2, 6])
+def test_a_velocity_predicting_model_with_an_oracle_recovers_x0_exactly(num_steps):
+    from model.fuse.schedule import velocity
+
+    model = FUSE(FUSEConfig(prediction="v", num_steps=num_steps, **SMALL))
+    bars = model.sampler.alpha_bars
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 5, 7, generator=generator, dtype=torch.float64)
+    x_t = add_noise(x0, torch.randn(3, 5, 7, generator=generator, dtype=torch.float64), bars[999].expand(3))
+
+    class OracleVelocity(torch.nn.Module):
+        def forward(self, x, t, cond, guidance):
+            a = bars[t].view(-1, 1, 1)
+            return velocity(x0, (x - a.sqrt() * x0) / (1 - a).sqrt(), bars[t])
+
+    model.denoiser = OracleVelocity()
+    out, _ = model.sampler.run(x_t, lambda x, t: model.predict_noise(x, t, None, None))
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-8)
+
+
 def test_ddim_timesteps_are_evenly_spaced_from_the_last():
     assert ddim_timesteps(1000, 1) == [999]
     assert ddim_timesteps(1000, 4) == [999, 749, 499, 249]

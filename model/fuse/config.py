@@ -12,6 +12,7 @@ SPECTRA = ("magnitude", "complex")
 GUIDANCE = ("none", "crepe_tiny")
 CONDITIONING = ("concat", "film")
 SCHEDULES = ("linear", "scaled_linear", "cosine")
+PREDICTIONS = ("v", "epsilon")
 
 # CREPE's fixed geometry: 1024-sample frames at 16 kHz, 10 ms hop (torchcrepe.core).
 CREPE_SAMPLE_RATE = 16000
@@ -39,6 +40,11 @@ class FUSEConfig:
     in by the pipeline), one CREPE frame per ``guidance_stride`` STFT frames (10 ms each),
     repeated to the frame rate. ``conditioning``: how guidance enters the denoiser (``concat``
     to its input, or ``film``: a per-frame scale and shift in every block).
+
+    ``prediction``: what the denoiser outputs, ``v`` (velocity √ᾱε − √(1−ᾱ)x0, the default) or
+    ``epsilon`` (the noise). Sampling converts either to ε̂ for the same DDIM step; with ε at the
+    first of a few steps x̂0 = (x_T − √(1−ᾱ_T)ε̂)/√ᾱ_T multiplies the network's error by
+    1/√ᾱ_T ≈ 15 (docs/model.md, "FUSE").
     """
 
     sample_rate: int = 16000
@@ -62,6 +68,7 @@ class FUSEConfig:
     conditioning: str = "concat"
     voicing_threshold: float = 0.21
     schedule: str = "scaled_linear"
+    prediction: str = "v"
     train_timesteps: int = 1000
     beta_start: float = 0.00085
     beta_end: float = 0.012
@@ -75,6 +82,7 @@ class FUSEConfig:
             ("guidance", self.guidance, GUIDANCE),
             ("conditioning", self.conditioning, CONDITIONING),
             ("schedule", self.schedule, SCHEDULES),
+            ("prediction", self.prediction, PREDICTIONS),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from model.fuse.config import FUSELossConfig
-from model.fuse.schedule import add_noise
+from model.fuse.schedule import add_noise, velocity
 
 
 def fuse_loss(
@@ -28,7 +28,8 @@ def fuse_terms(
     encoded, a latent drawn with ``generator`` (reparameterisation), decoded; loss = MSE of
     the compressed spectrum + kl_weight · mean KL to N(0, I). Stage ``diffusion``: the VAE
     (frozen, no grad) gives x0 = the clean latent and the condition = the noisy latent, both
-    with the noisy window's scale; t and ε from ``generator``; loss = MSE(ε̂, ε).
+    with the noisy window's scale; t and ε from ``generator``; loss = MSE of the denoiser's output
+    against its target, ε or the velocity (``prediction``).
     """
     c = core.config
     where = generator.device if generator is not None else noisy.device
@@ -49,7 +50,8 @@ def fuse_terms(
         guidance, _ = core.guidance(noisy.float(), cond.shape[-1])
         t = torch.randint(0, c.train_timesteps, (x0.shape[0],), generator=generator, device=where).to(x0.device)
         eps = torch.randn(x0.shape, generator=generator, device=where).to(x0.device)
-        x_t = add_noise(x0, eps, core.sampler.alpha_bars.to(x0.device)[t])
-        pred = core.denoiser(x_t, t, cond, guidance)
-        total = (pred - eps).pow(2).mean()
-        return total, {"total": float(total.detach()), "eps_mse": float(total.detach())}
+        alpha_bar = core.sampler.alpha_bars.to(x0.device)[t]
+        x_t = add_noise(x0, eps, alpha_bar)
+        target = eps if c.prediction == "epsilon" else velocity(x0, eps, alpha_bar)
+        total = (core.denoiser(x_t, t, cond, guidance) - target).pow(2).mean()
+        return total, {"total": float(total.detach()), f"{c.prediction}_mse": float(total.detach())}

@@ -26,7 +26,7 @@ from model.fuse.config import FUSEConfig
 from model.fuse.crepe import FEATURES, CrepeTiny, crepe_features
 from model.fuse.ddim import DDIMSampler
 from model.fuse.denoiser import LatentDenoiser
-from model.fuse.schedule import alpha_bars
+from model.fuse.schedule import alpha_bars, noise_from_velocity
 from model.fuse.vae import SpectralVAE
 from model.spectral import istft, power_law, stft
 
@@ -180,6 +180,15 @@ class FUSE(nn.Module):
         periodicity = periodicity.repeat_interleave(c.guidance_stride, dim=-1)[..., :frames]
         return self.guidance_proj(features), periodicity
 
+    def predict_noise(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: torch.Tensor | None
+    ) -> torch.Tensor:
+        """ε̂ (batch, latent, frames) for x_t at timesteps t (batch,) int64, whatever the denoiser predicts."""
+        out = self.denoiser(x_t, t, cond, guidance)
+        if self.config.prediction == "epsilon":
+            return out
+        return noise_from_velocity(x_t, out, self.sampler.alpha_bars.to(x_t.device)[t])
+
     def latent(self, spectrum: Spectrum) -> torch.Tensor:
         """The posterior mean, scaled by ``latent_scale``: what the diffusion runs on."""
         return self.vae.encode(spectrum.features)[0] * self.config.latent_scale
@@ -223,7 +232,11 @@ class FUSE(nn.Module):
         else:
             cond = mean * c.latent_scale
             z, eps = self.sampler.sample(
-                tuple(cond.shape), lambda x, t: self.denoiser(x, t, cond, guidance), generator, cond.device, cond.dtype
+                tuple(cond.shape),
+                lambda x, t: self.predict_noise(x, t, cond, guidance),
+                generator,
+                cond.device,
+                cond.dtype,
             )
             stats["fuse_final_eps_rms"] = eps.pow(2).mean(dim=(1, 2)).sqrt()
             out = self.waveform(self.vae.decode(z / c.latent_scale), spec)

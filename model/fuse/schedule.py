@@ -29,5 +29,21 @@ def alpha_bars(schedule: str, timesteps: int, beta_start: float, beta_end: float
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
     """x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε; x0, noise (batch, C, T), alpha_bar (batch,)."""
-    a = alpha_bar.to(x0.dtype).view(-1, *([1] * (x0.dim() - 1)))
+    a = _per_example(alpha_bar, x0)
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def _per_example(alpha_bar: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return alpha_bar.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def velocity(x0: torch.Tensor, noise: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """v = √ᾱ_t ε − √(1 − ᾱ_t) x0 (Salimans & Ho 2022), the ``prediction: v`` target; shapes as :func:`add_noise`."""
+    a = _per_example(alpha_bar, x0)
+    return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+
+def noise_from_velocity(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """ε = √(1 − ᾱ_t) x_t + √ᾱ_t v: the noise a predicted velocity implies, so the DDIM step stays one formula."""
+    a = _per_example(alpha_bar, x_t)
+    return (1 - a).sqrt() * x_t + a.sqrt() * v
