@@ -299,6 +299,13 @@ def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_pat
         not torch.equal(v, both["state_dict"][k]) for k, v in vae["state_dict"].items() if k.startswith("denoiser.")
     )
     assert both["model_config"]["stage"] == "diffusion" and both["pretrained"]["extractor"]["version"] == "0.0.24"
+    # The stage-2 checkpoint names the stage-1 file it started from and what stood behind it.
+    import hashlib
+
+    init = both["metadata"]["init"]
+    assert init["sha256"] == hashlib.sha256(open(f"{root}/runs/vae/last.pt", "rb").read()).hexdigest()
+    assert init["name"] == "vae" and init["step"] == 2 and init["train_cpu_seconds"] > 0
+    assert "init" not in vae["metadata"]
     loaded = load_model(f"{root}/runs/diffusion/last.pt")
     out, stats = loaded.model.enhance(_toy(4000), torch.Generator().manual_seed(0))
     assert out.shape == (2, 4000) and set(stats) == {

@@ -332,19 +332,39 @@ def prepare_run(config: TrainConfig, run_info: dict) -> tuple[dict[str, list[str
 
     keys = corpus_keys(config)
     run_info = {**run_info, **data_summary(config, keys)}
+    resume = read_train_state(config)
+    if resume:
+        log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
+    init_state = None
+    if config.init_checkpoint_uri and resume:
+        if "init" in resume["metadata"]:
+            run_info["init"] = resume["metadata"]["init"]
+    elif config.init_checkpoint_uri:
+        init_state, data = load_checkpoint_dict(config.init_checkpoint_uri, config.storage)
+        run_info["init"] = lineage(init_state["metadata"], data)
     resolved = redact_tree({"config": to_dict(config), "run": run_info})
     storage.write_bytes(
         storage.join(config.run_uri, "config.yaml"), yaml.safe_dump(resolved, sort_keys=False).encode(), config.storage
     )
-    resume = read_train_state(config)
-    if resume:
-        log.info("resuming %s from step %d", config.name, int(resume["metadata"]["trainer_state"]["step"]))
-    init_state = (
-        load_checkpoint_dict(config.init_checkpoint_uri, config.storage)[0]
-        if config.init_checkpoint_uri and not resume
-        else None
-    )
     return keys, resume, init_state, run_info
+
+
+# What a run started from records of its parent (and, nested under "init", of the parent's parent).
+LINEAGE_KEYS = ("name", "recipe", "recipe_sha256", "overrides", "step", "train_cpu_seconds", "train_audio_seconds")
+
+
+def lineage(metadata: dict, data: bytes) -> dict:
+    """The ``init`` record of a run started from a checkpoint: its file's sha256 and how it was made.
+
+    So a fine-tune or a second stage says which recipe, overrides and training CPU-seconds
+    stand behind its starting weights, all the way back (the parent's own ``init`` is kept).
+    """
+    import hashlib
+
+    record = {"sha256": hashlib.sha256(data).hexdigest(), **{k: metadata[k] for k in LINEAGE_KEYS if k in metadata}}
+    if "init" in metadata:
+        record["init"] = metadata["init"]
+    return record
 
 
 def steps_done(resume: dict | None) -> int:
