@@ -206,6 +206,7 @@ def main() -> None:
     parser.add_argument("--actor-threads", type=int, default=1, help="torch threads of each model actor")
     parser.add_argument("--actors", type=int, default=0, help="model actors (0: the job's auto sizing)")
     parser.add_argument("--clips-per-batch", type=int, default=8)
+    parser.add_argument("--cpus-per-actor", type=float, help="logical CPUs of a model actor (default: the job's)")
     parser.add_argument("--rows-per-block", type=int, default=16)
     parser.add_argument("--cpu-batch-size", type=int, default=4)
     parser.add_argument("--cpus-per-cpu-task", type=float, help="CPU share of a decode/write task (default: the job's)")
@@ -264,7 +265,12 @@ def main() -> None:
             output_uri=str(corpus / "job_out"),
             run_id=run_id,
             model=ModelStageConfig(torch_threads=args.actor_threads, enhance=enhance),
-            actors=ActorConfig(min_actors=args.actors, max_actors=args.actors, clips_per_batch=args.clips_per_batch),
+            actors=ActorConfig(
+                min_actors=args.actors,
+                max_actors=args.actors,
+                clips_per_batch=args.clips_per_batch,
+                **({} if args.cpus_per_actor is None else {"cpus_per_actor": args.cpus_per_actor}),
+            ),
             rows_per_block=args.rows_per_block,
             cpu_batch_size=args.cpu_batch_size,
             **({} if args.cpus_per_cpu_task is None else {"cpus_per_cpu_task": args.cpus_per_cpu_task}),
