@@ -8,7 +8,12 @@
 
 Peak memory is the largest sum of RSS over this process and every Ray
 process, sampled every 0.2 s (the object store's shared pages are counted in
-the processes that map them, so this over- rather than under-states).
+the processes that map them, so this over- rather than under-states). The same
+sampler sums each process's CPU-seconds by role (model actors, CPU-task workers,
+driver, raylet, …): ``*_cpu_ms_per_clip`` in the output, beside the loop's own,
+hold on a host shared with other work, where the wall-clock rates do not.
+``job_marginal_cpu_ms_per_clip`` subtracts a warm run on ``--fixed-clips`` clips,
+so process starts drop out.
 Both sides use the shipped checkpoint, the same window and batch settings,
 decode with soundfile, resample with torchaudio, and write WAV files.
 """
@@ -33,43 +38,103 @@ import soundfile as sf  # noqa: E402
 from pipeline.audio.demo_data import generate_pair  # noqa: E402
 
 
+def role(cmd: str) -> str:
+    """The part a Ray process plays, from its command line (a worker's title names the task it runs)."""
+    for needle, name in (
+        ("ModelStage", "model_actors"),
+        ("Agent", "other_ray_daemons"),  # ray::DashboardAgent, ray::RuntimeEnvAgent
+        ("raylet", "raylet"),
+        ("gcs_server", "gcs_server"),
+        ("ray::", "cpu_task_workers"),  # decode/write tasks, idle workers, Ray Data's helper actors
+    ):
+        if needle in cmd:
+            return name
+    return "other_ray_daemons"
+
+
 class PeakRSS:
-    """Samples, in a thread, the summed RSS of this process and all Ray processes, and the largest one."""
+    """Samples, in a thread, the summed RSS of this process and all Ray processes, and the largest one.
+
+    Also the CPU-seconds (user + system) each Ray process used while sampled, summed by
+    :func:`role` in ``cpu_seconds`` (the driver's under "driver"): per-process CPU time is what
+    a stage cost even on a host shared with other work, where wall time is not.
+    """
 
     def __init__(self) -> None:
         self.peak = 0
         self.largest = (0, "")
+        self._first: dict[int, float] = {}  # pid → CPU-seconds at its first sample
+        self._last: dict[int, tuple[float, str]] = {}  # pid → (CPU-seconds, role) at its last sample
+        self.sampler_cpu_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
     def sample() -> tuple[int, list[tuple[int, str]]]:
         """(summed RSS, [(RSS, command line)]) of this process and every Ray process now."""
+        total, procs, _ = PeakRSS.sample_cpu()
+        return total, procs
+
+    @staticmethod
+    def sample_cpu() -> tuple[int, list[tuple[int, str]], dict[int, tuple[float, str]]]:
+        """As :meth:`sample`, and {pid: (CPU-seconds so far, role)} of the same processes."""
         me = psutil.Process()
+        cpu = me.cpu_times()
         procs = [(me.memory_info().rss, "driver")]
+        times = {me.pid: (cpu.user + cpu.system, "driver")}
         for p in psutil.process_iter(["cmdline", "name"]):
             try:
                 cmd = " ".join(p.info["cmdline"] or [])
                 if p.pid != os.getpid() and ("ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "ray/" in cmd):
                     procs.append((p.memory_info().rss, cmd[:60]))
+                    t = p.cpu_times()
+                    times[p.pid] = (t.user + t.system, role(cmd))
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        return sum(r for r, _ in procs), procs
+        return sum(r for r, _ in procs), procs, times
+
+    def _record(self) -> None:
+        total, procs, times = self.sample_cpu()
+        self.peak = max(self.peak, total)
+        self.largest = max(self.largest, max(procs))
+        for pid, (seconds, name) in times.items():
+            self._first.setdefault(pid, seconds)
+            # A pooled worker that becomes a model actor stays one; an idle worker's title says nothing.
+            if self._last.get(pid, (0.0, ""))[1] == "model_actors":
+                name = "model_actors"
+            self._last[pid] = (seconds, name)
+
+    @property
+    def processes(self) -> dict[str, list[float]]:
+        """CPU-seconds of each process seen, by role, largest first."""
+        out: dict[str, list[float]] = {}
+        for pid, (seconds, name) in self._last.items():
+            out.setdefault(name, []).append(round(seconds - self._first[pid], 2))
+        return {k: sorted(v, reverse=True) for k, v in sorted(out.items())}
+
+    @property
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU-seconds used between the first and the last sample, summed by role."""
+        out: dict[str, float] = {}
+        for pid, (seconds, name) in self._last.items():
+            out[name] = out.get(name, 0.0) + seconds - self._first[pid]
+        return dict(sorted(out.items()))
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total, procs = self.sample()
-            self.peak = max(self.peak, total)
-            self.largest = max(self.largest, max(procs))
+            self._record()
+            self.sampler_cpu_seconds = time.thread_time()  # this thread's own cost, inside the driver's
             time.sleep(0.2)
 
     def __enter__(self):
+        self._record()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self._record()
 
 
 def make_corpus(root: Path, clips: int, seconds: float, long_seconds: float) -> float:
@@ -91,10 +156,12 @@ def make_corpus(root: Path, clips: int, seconds: float, long_seconds: float) -> 
     return clips * seconds
 
 
-def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance) -> tuple[float, float]:
+def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance) -> dict[str, float]:
     """decode → resample → enhance (windows packed across clips) → resample back → encode → write.
 
-    Returns (seconds over the files, seconds to load the model before them).
+    Returns seconds over the files (``seconds``), to load the model before them (``load_seconds``),
+    and the process's CPU-seconds over the files (``cpu_seconds``) and inside ``enhance_many``
+    (``model_cpu_seconds``).
     """
     import torch
 
@@ -106,18 +173,26 @@ def bare_loop(root: Path, out: Path, clips_per_batch: int, threads: int, enhance
     loading = time.perf_counter()
     enhancer = Enhancer(load_model().model, enhance)
     files = sorted((root / "noisy").rglob("*.wav"))
-    start = time.perf_counter()
+    start, cpu_start, model_cpu = time.perf_counter(), time.process_time(), 0.0
     for i in range(0, len(files), clips_per_batch):
         batch = files[i : i + clips_per_batch]
         decoded = [decode(p.read_bytes()) for p in batch]
         signals = [resample(to_channels(a.samples, "downmix")[0], a.sample_rate, 16000) for a in decoded]
-        for path, audio, (enhanced, _) in zip(batch, decoded, enhancer.enhance_many(signals)):
+        model_start = time.process_time()
+        results = enhancer.enhance_many(signals)
+        model_cpu += time.process_time() - model_start
+        for path, audio, (enhanced, _) in zip(batch, decoded, results):
             target = out / path.relative_to(root / "noisy")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(
                 encode(resample(enhanced, 16000, audio.sample_rate), audio.sample_rate, "WAV", audio.subtype)
             )
-    return time.perf_counter() - start, start - loading
+    return {
+        "seconds": time.perf_counter() - start,
+        "load_seconds": start - loading,
+        "cpu_seconds": time.process_time() - cpu_start,
+        "model_cpu_seconds": model_cpu,
+    }
 
 
 def main() -> None:
@@ -131,8 +206,10 @@ def main() -> None:
     parser.add_argument("--actor-threads", type=int, default=1, help="torch threads of each model actor")
     parser.add_argument("--actors", type=int, default=0, help="model actors (0: the job's auto sizing)")
     parser.add_argument("--clips-per-batch", type=int, default=8)
+    parser.add_argument("--cpus-per-actor", type=float, help="logical CPUs of a model actor (default: the job's)")
     parser.add_argument("--rows-per-block", type=int, default=16)
     parser.add_argument("--cpu-batch-size", type=int, default=4)
+    parser.add_argument("--cpus-per-cpu-task", type=float, help="CPU share of a decode/write task (default: the job's)")
     parser.add_argument("--window-seconds", type=float, default=2.0, help="model window (both sides)")
     parser.add_argument(
         "--fixed-clips",
@@ -141,6 +218,13 @@ def main() -> None:
         help="also run the job on this many clips first, to separate its fixed cost (0: skip)",
     )
     parser.add_argument("--metrics", nargs="*", default=[], help="write.metrics of the job (e.g. dnsmos: its cost)")
+    parser.add_argument(
+        "--data-context",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Ray Data DataContext fields for the job (Python literals), e.g. op_resource_reservation_enabled=False",
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -160,21 +244,36 @@ def main() -> None:
     audio_seconds = make_corpus(root, args.clips, args.seconds_per_clip, args.long_file_seconds)
     result = {"clips": 1 if args.long_file_seconds else args.clips, "audio_seconds": audio_seconds}
     if not args.no_loop:
-        loop_seconds, load_seconds = bare_loop(root, root / "loop_out", args.clips_per_batch, args.threads, enhance)
+        loop = bare_loop(root, root / "loop_out", args.clips_per_batch, args.threads, enhance)
+        loop_seconds, load_seconds = loop["seconds"], loop["load_seconds"]
         result["loop_audio_seconds_per_second"] = audio_seconds / loop_seconds
         result["loop_model_load_seconds"] = load_seconds
+        # CPU-milliseconds per clip: what the work costs, whatever else the host runs.
+        result["loop_cpu_ms_per_clip"] = 1e3 * loop["cpu_seconds"] / result["clips"]
+        result["loop_model_cpu_ms_per_clip"] = 1e3 * loop["model_cpu_seconds"] / result["clips"]
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    for item in args.data_context:
+        import ast
 
-    def job(corpus: Path) -> DenoiseConfig:
+        key, value = item.split("=", 1)
+        setattr(ray.data.DataContext.get_current(), key, ast.literal_eval(value))
+
+    def job(corpus: Path, run_id: str = "bench") -> DenoiseConfig:
         return DenoiseConfig(
             input_uri=str(corpus / "noisy"),
             output_uri=str(corpus / "job_out"),
-            run_id="bench",
+            run_id=run_id,
             model=ModelStageConfig(torch_threads=args.actor_threads, enhance=enhance),
-            actors=ActorConfig(min_actors=args.actors, max_actors=args.actors, clips_per_batch=args.clips_per_batch),
+            actors=ActorConfig(
+                min_actors=args.actors,
+                max_actors=args.actors,
+                clips_per_batch=args.clips_per_batch,
+                **({} if args.cpus_per_actor is None else {"cpus_per_actor": args.cpus_per_actor}),
+            ),
             rows_per_block=args.rows_per_block,
             cpu_batch_size=args.cpu_batch_size,
+            **({} if args.cpus_per_cpu_task is None else {"cpus_per_cpu_task": args.cpus_per_cpu_task}),
             write=WriteConfig(metrics=tuple(args.metrics)),
         )
 
@@ -185,6 +284,9 @@ def main() -> None:
         small_seconds = make_corpus(root / "small", args.fixed_clips, args.seconds_per_clip, 0.0)
         small = run_denoise(job(root / "small"))
         result["job_fixed_seconds"] = small["wall_seconds"]
+        # Once more under CPU accounting: worker processes are warm now, as they are for the large run.
+        with PeakRSS() as small_cpu:
+            run_denoise(job(root / "small", "bench-again"))
     time.sleep(2.0)  # let Ray's daemons settle before the idle sample
     idle, _ = PeakRSS.sample()
     with PeakRSS() as memory:
@@ -196,9 +298,24 @@ def main() -> None:
     result["idle_ray_rss_gb"] = idle / 1e9  # driver + Ray daemons before the job
     result["peak_over_idle_gb"] = (memory.peak - idle) / 1e9
     result["largest_process_gb"], result["largest_process"] = memory.largest[0] / 1e9, memory.largest[1]
+    # CPU-milliseconds per clip of each kind of process over the job, and the model actors' time
+    # inside enhance_many (the clip table's seconds_model, wall time there, summed).
+    result["job_cpu_ms_per_clip"] = {k: 1e3 * v / result["clips"] for k, v in memory.cpu_seconds.items()}
+    result["job_cpu_ms_per_clip_total"] = sum(result["job_cpu_ms_per_clip"].values())
+    result["job_process_cpu_seconds"] = memory.processes
+    result["bench_sampler_cpu_ms_per_clip"] = 1e3 * memory.sampler_cpu_seconds / result["clips"]  # in "driver"
+    result["job_model_seconds_ms_per_clip"] = 1e3 * summary["cost"]["model_seconds"] / result["clips"]
     if "job_fixed_seconds" in result:
         marginal = (audio_seconds - small_seconds) / (summary["wall_seconds"] - result["job_fixed_seconds"])
         result["job_marginal_audio_seconds_per_second"] = marginal
+        # CPU per clip above the small run's: what one more clip costs, each process's start excluded
+        # (the small run starts as many actors as the large one when it has as many blocks).
+        extra = result["clips"] - args.fixed_clips
+        small_roles = small_cpu.cpu_seconds
+        result["job_marginal_cpu_ms_per_clip"] = {
+            k: 1e3 * (v - small_roles.get(k, 0.0)) / extra for k, v in memory.cpu_seconds.items()
+        }
+        result["job_marginal_cpu_ms_per_clip_total"] = sum(result["job_marginal_cpu_ms_per_clip"].values())
     if "loop_audio_seconds_per_second" in result:
         loop = result["loop_audio_seconds_per_second"]
         # End to end: both sides from start to last file, the loop's model load included.
