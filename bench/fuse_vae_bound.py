@@ -18,6 +18,7 @@ Each clip runs as one window (the VAE is convolutional over frames).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def round_trips(model, clean: np.ndarray, noisy: np.ndarray) -> dict[str, np.nda
     if c.spectrum == "magnitude":
         out["clean_with_noisy_phase"] = model.waveform(
             clean_decoded,
-            noisy_spec.__class__(clean_spec.features, noisy_spec.phase, clean_spec.scale, clean_spec.length),
+            dataclasses.replace(clean_spec, phase=noisy_spec.phase),
         )[0].numpy()
     noisy_decoded = model.vae.decode(model.vae.encode(noisy_spec.features)[0])
     out["noisy_round_trip"] = model.waveform(noisy_decoded, noisy_spec)[0].numpy()
