@@ -20,8 +20,9 @@ print(json.dumps({"python": platform.python_version(), "torch": torch.__version_
 PY
 "$PYTHON" bench/device_sprint.py --subset "${SUBSET:-device_data/subset.npz}" --out "$OUT" --device "$DEVICE" \
     --train-seconds "${TRAIN_SECONDS:-400}" --batch-size "${BATCH_SIZE:-64}" --dtype "${DTYPE:-bfloat16}"
-for recipe in train-default train-aigd-stage2-mag; do   # the shipped diffgmm and aigd families
+# The recipes of the shipped diffgmm, aigd, udiffse and fuse checkpoints (a clip family over one clip).
+for recipe in train-default train-aigd-stage2-mag train-udiffse train-fuse-diffusion; do
     "$PYTHON" bench/model_throughput.py --device "$DEVICE" --seconds "${BENCH_SECONDS:-10}" \
-        --recipe "jobs/configs/$recipe.yaml" --json "$OUT/throughput-$recipe.json"
+        --clip-seconds "${CLIP_SECONDS:-4}" --recipe "jobs/configs/$recipe.yaml" --json "$OUT/throughput-$recipe.json"
 done
 ls -la "$OUT"

@@ -62,27 +62,43 @@ def matmul_flops_per_second(device: str, dtype=torch.float32, n: int = 2048, sec
     return 2 * n**3 * count / (time.perf_counter() - start)
 
 
-def flops_per_audio_second(model, window: int, batch: int, device: str) -> float:
-    """FLOPs of the model's modules per audio-second (matmuls and convolutions; FFTs are not counted).
+def flops_per_audio_second(model, samples: int, batch: int, device: str) -> float:
+    """FLOPs of the model per audio-second (matmuls and convolutions; FFTs are not counted).
 
-    Every call of the model's top-level modules during one ``enhance`` is recorded
-    and replayed under ``FlopCounterMode``: counting the whole ``enhance`` directly
-    fails on odd FFT sizes, whose inverse STFT the counter decomposes.
+    One ``enhance`` (a "clip" family: one ``enhance_chunk`` of ``samples``, ``batch``
+    ignored) under ``FlopCounterMode``. Where that fails (the counter decomposes the
+    inverse STFT of odd FFT sizes), every call of the model's top-level modules is
+    recorded and replayed instead; a replay misses modules reached through methods
+    other than ``forward`` (FUSE's VAE encode/decode), so it is only the fallback.
     """
-    calls = []
-    hooks = [m.register_forward_hook(lambda mod, args, out: calls.append((mod, args))) for m in model.children()]
-    x = torch.randn(batch, window, device=device)
+    clip = getattr(model, "input_unit", "windows") == "clip"
+    batch = 1 if clip else batch
+    x = torch.randn(samples, device=device) if clip else torch.randn(batch, samples, device=device)
+
+    def call():
+        if clip:
+            return model.enhance_chunk(x, None, torch.Generator(device).manual_seed(0))
+        return model.enhance(x)
+
     with torch.inference_mode():
-        model.enhance(x)
-        for h in hooks:
-            h.remove()
-        with FlopCounterMode(display=False) as counter:
-            for module, args in calls:
-                module(*args)
-    return counter.get_total_flops() / (batch * window / model.config.sample_rate)
+        try:
+            with FlopCounterMode(display=False) as counter:
+                call()
+        except (RuntimeError, AssertionError):  # the counter's own iSTFT decomposition
+            calls = []
+            hooks = [m.register_forward_hook(lambda mod, a, out: calls.append((mod, a))) for m in model.children()]
+            call()
+            for h in hooks:
+                h.remove()
+            with FlopCounterMode(display=False) as counter:
+                for module, args in calls:
+                    module(*args)
+    return counter.get_total_flops() / (batch * samples / model.config.sample_rate)
 
 
-def run(device: str, threads: int, seconds: float, name: str, config) -> dict:
+def run(device: str, threads: int, seconds: float, name: str, config, clip_seconds: float = 4.0) -> dict:
+    """One config's rate: a windowed family over fixed batches of windows, a "clip" family over one clip of
+    ``clip_seconds`` (its cost depends on the clip, not on packing)."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -92,15 +108,22 @@ def run(device: str, threads: int, seconds: float, name: str, config) -> dict:
         np.random.default_rng(0).standard_normal((enhancer.config.batch_windows, enhancer.window)).astype(np.float32)
         * 0.1
     )
-    enhancer.enhance_windows(windows)  # warm-up
+    clip = enhancer.input_unit == "clip"
+    if clip:
+        signal = np.resize(windows.reshape(-1), int(clip_seconds * rate))
+        call, audio_per_call = (lambda: enhancer.enhance_clip(signal)), signal.size / rate
+    else:
+        call, audio_per_call = (lambda: enhancer.enhance_windows(windows)), windows.size / rate
+    call()  # warm-up
     sync(device)
     audio, start = 0.0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        enhancer.enhance_windows(windows)
-        audio += windows.size / rate
+        call()
+        audio += audio_per_call
     sync(device)
     rate_rt = audio / (time.perf_counter() - start)
-    flops = flops_per_audio_second(enhancer.model, enhancer.window, enhancer.config.batch_windows, device)
+    samples = min(signal.size, enhancer.chunk) if clip else enhancer.window
+    flops = flops_per_audio_second(enhancer.model, samples, enhancer.config.batch_windows, device)
     peak = matmul_flops_per_second(device)
     return {
         "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or platform.machine(),
@@ -110,8 +133,10 @@ def run(device: str, threads: int, seconds: float, name: str, config) -> dict:
         "num_steps": getattr(config, "num_steps", 1),
         "num_components": getattr(config, "num_components", None),
         "params": sum(p.numel() for p in enhancer.model.parameters()),
-        "window_seconds": enhancer.window / rate,
-        "batch_windows": enhancer.config.batch_windows,
+        "input_unit": enhancer.input_unit,
+        "window_seconds": None if clip else enhancer.window / rate,
+        "clip_seconds": signal.size / rate if clip else None,
+        "batch_windows": None if clip else enhancer.config.batch_windows,
         "audio_seconds_per_second": rate_rt,
         "gflops_per_audio_second": flops / 1e9,
         "achieved_gflops_per_second": flops * rate_rt / 1e9,
@@ -125,6 +150,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clip-seconds", type=float, default=4.0, help="clip length for a clip family (UDiffSE)")
     parser.add_argument("--steps", type=int, nargs="*", help="reverse steps T to measure (default: the recipe's)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a model config field"
@@ -144,7 +170,7 @@ def main() -> None:
         field, _, listed = args.vary.partition("=")
         values = [yaml.safe_load(v) for v in listed.split(",")]
     configs = [dataclasses.replace(base, **{field: v}) for v in values] if field else [base]
-    results = [run(args.device, args.threads, args.seconds, name, c) for c in configs]
+    results = [run(args.device, args.threads, args.seconds, name, c, args.clip_seconds) for c in configs]
     if field:
         for r, c in zip(results, configs):
             r[field] = getattr(c, field)

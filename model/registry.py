@@ -84,8 +84,8 @@ def _aigd_train_loss(model, noisy, clean, config: AIGDLossConfig, generator=None
 MODELS: dict[str, ModelSpec] = {
     "diffgmm": ModelSpec(DiffGMM, DiffGMMConfig, LossConfig, _diffgmm_train_loss, "diffgmm-default.pt"),
     "aigd": ModelSpec(AIGD, AIGDConfig, AIGDLossConfig, _aigd_train_loss, "aigd-default.pt"),
-    # Two stages (model.stage: vae, then diffusion); nothing shipped yet.
-    "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss, sampler_fields=("num_steps",)),
+    # Two stages (model.stage: vae, then diffusion; shipped: train-fuse-vae.yaml then train-fuse-diffusion.yaml).
+    "fuse": ModelSpec(FUSE, FUSEConfig, FUSELossConfig, fuse_loss, "fuse-default.pt", sampler_fields=("num_steps",)),
     # Clip-level, clean-only score prior (shipped: train-udiffse.yaml, docs/model.md "UDiffSE").
     "udiffse": ModelSpec(
         UDiffSE,

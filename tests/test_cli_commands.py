@@ -22,7 +22,7 @@ from pipeline.core.checkpoints import SHIPPED_CHECKPOINTS
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "diffgmm"
 # Each family's per-clip stats under its own names (model/registry.py's families).
-FAMILY_STATS = {"diffgmm": "gmm_nll", "aigd": "image_ssim", "udiffse": "em_nll"}
+FAMILY_STATS = {"diffgmm": "gmm_nll", "aigd": "image_ssim", "fuse": "fuse_noisy_recon_mse", "udiffse": "em_nll"}
 
 
 def diffgmm(*argv: str, cwd: str, expect_rc: int = 0) -> str:

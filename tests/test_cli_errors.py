@@ -53,7 +53,7 @@ def inputs(tmp_path):
         ),
         (
             ["denoise", "--input", "{t}/in", "--output", "{t}/out", "--model", "aigdd"],
-            "not a shipped model (diffgmm, aigd, udiffse, deepfilternet3)",
+            "not a shipped model (diffgmm, aigd, fuse, udiffse, deepfilternet3)",
         ),
         (
             ["evaluate", "--clean", "{t}/in", "--noisy", "{t}/in", "--output", "{t}/e", "--models", "diffgmm,rnnnoise"],

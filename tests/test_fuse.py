@@ -313,3 +313,42 @@ def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_pat
         "fuse_voicing_fraction",
         "fuse_final_eps_rms",
     }
+
+
+def test_the_shipped_fuse_checkpoint_came_from_its_two_recipes():
+    """pipeline/assets/fuse-default.pt: the best.pt of `diffgmm train --config jobs/configs/train-fuse-diffusion.yaml
+    --executor local`, started from `train-fuse-vae.yaml`'s best.pt, both recipe files as they are now (their hashes), with
+    nothing changed but this machine's paths; stage 1 is checked through the lineage stage 2 recorded."""
+    import hashlib
+    from pathlib import Path
+
+    import yaml
+
+    from pipeline.core.checkpoints import load_model
+    from pipeline.core.config import load_yaml
+    from pipeline.train.configs import TrainConfig
+
+    root = Path(__file__).resolve().parents[1]
+    machine = ("storage_path", "name", "data.clean_uri", "data.noise_uri", "init_checkpoint_uri")
+
+    def recipe_of(meta: dict, path: str) -> TrainConfig:
+        assert meta["recipe"] == path
+        assert hashlib.sha256((root / path).read_bytes()).hexdigest() == meta["recipe_sha256"]
+        overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+        assert overrides == {}, overrides
+        return load_yaml(TrainConfig, str(root / path), overrides)
+
+    shipped = load_model("fuse")
+    meta = shipped.metadata
+    diffusion = recipe_of(meta, "jobs/configs/train-fuse-diffusion.yaml")
+    # best.pt of each stage (the recipes' selection): any validated step of its run.
+    assert 0 < meta["step"] <= diffusion.optim.epochs * diffusion.optim.steps_per_epoch
+    assert shipped.model.name == "fuse" and shipped.model.config == diffusion.model
+    vae = recipe_of(meta["init"], "jobs/configs/train-fuse-vae.yaml")
+    assert 0 < meta["init"]["step"] <= vae.optim.epochs * vae.optim.steps_per_epoch
+    # Stage 2 keeps stage 1's VAE: every VAE/spectrum key of the two recipes agrees.
+    vae_keys = ("spectrum", "n_fft", "hop_length", "win_length", "compress", "latent_channels", "vae_channels")
+    assert all(getattr(vae.model, k) == getattr(diffusion.model, k) for k in (*vae_keys, "vae_blocks"))
+    assert vae.model.stage == "vae" and diffusion.model.stage == "diffusion"
+    assert meta["train_cpu_seconds"] > 0 and meta["init"]["train_cpu_seconds"] > 0
+    assert Path(shipped.uri).stat().st_size < 20e6
