@@ -116,6 +116,24 @@ SMALL_STFT_CONFIG = dict(
 )
 
 
+def paired_tree(root: str, rng, pairs: int = 8, **data):
+    """Write ``pairs`` seeded 1 s speech-like clips under ``root/clean`` and their noisy copies (same names) under
+    ``root/noisy``, and return the paired-mode ``DataConfig`` over them (``data`` overrides its fields)."""
+    import soundfile as sf
+
+    from pipeline.audio.demo_data import noise_like, speech_like
+    from pipeline.train.configs import DataConfig
+
+    for side in ("clean", "noisy"):
+        os.makedirs(f"{root}/{side}")
+    for i in range(pairs):
+        clean = speech_like(1.0, 16000, rng)
+        sf.write(f"{root}/clean/spk{i}_utt.wav", clean, 16000)
+        sf.write(f"{root}/noisy/spk{i}_utt.wav", clean + 0.05 * noise_like(1.0, 16000, rng), 16000)
+    settings = dict(clean_holdout_fraction=0.3, valid_pairs=1) | data
+    return DataConfig(mode="paired", paired_clean_uri=f"{root}/clean", paired_noisy_uri=f"{root}/noisy", **settings)
+
+
 def noisy_tone(seconds: int = 3):
     """A seeded toy denoising problem: an amplitude-modulated 220 Hz tone plus white noise, 16 kHz.
 

@@ -7,13 +7,11 @@ locally and adds up the compute of resumed runs.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TINY_CONFIG, ParameterFreeFamily
+from conftest import TINY_CONFIG, ParameterFreeFamily, paired_tree
 
 from model import DiffGMM, DiffGMMConfig
 from pipeline.audio.windowing import WindowConfig
@@ -118,24 +116,13 @@ def test_sampling_noise_estimate_is_reproducible_through_the_seed(rng):
     assert torch.equal(before, torch.random.get_rng_state())
 
 
-def _paired(root: str, rng) -> None:
-    from pipeline.audio.demo_data import noise_like, speech_like
-
-    for side in ("clean", "noisy"):
-        os.makedirs(f"{root}/{side}")
-    for i in range(8):
-        clean = speech_like(1.0, 16000, rng)
-        sf.write(f"{root}/clean/spk{i}_utt.wav", clean, 16000)
-        sf.write(f"{root}/noisy/spk{i}_utt.wav", clean + 0.05 * noise_like(1.0, 16000, rng), 16000)
-
-
 def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_path, rng):
     from pipeline.audio.mixing import MixConfig
-    from pipeline.train.configs import DataConfig, OptimConfig, TrainConfig
+    from pipeline.train.configs import OptimConfig, TrainConfig
     from pipeline.train.executors import run_train_local
 
     root = str(tmp_path)
-    _paired(root, rng)
+    data = paired_tree(root, rng)
 
     def config(epochs: int) -> TrainConfig:
         return TrainConfig(
@@ -143,13 +130,7 @@ def test_local_executor_trains_paired_data_and_adds_up_compute_on_resume(tmp_pat
             storage_path=f"{root}/runs",
             model=DiffGMMConfig(**TINY_CONFIG),
             mix=MixConfig(segment_seconds=0.25),
-            data=DataConfig(
-                mode="paired",
-                paired_clean_uri=f"{root}/clean",
-                paired_noisy_uri=f"{root}/noisy",
-                clean_holdout_fraction=0.3,
-                valid_pairs=1,
-            ),
+            data=data,
             optim=OptimConfig(batch_size=2, steps_per_epoch=2, epochs=epochs),
         )
 

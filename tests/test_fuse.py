@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY_FUSE_CONFIG
+from conftest import TINY_FUSE_CONFIG, paired_tree
 
 from model.fuse import FUSE, FUSEConfig
 from model.fuse.ddim import DDIMSampler, ddim_timesteps
@@ -252,23 +252,13 @@ def test_stage_two_starts_from_stage_one_vae_and_trains_only_the_denoiser():
 
 
 def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_path, rng):
-    import os
-
-    import soundfile as sf
-
-    from pipeline.audio.demo_data import noise_like, speech_like
     from pipeline.audio.mixing import MixConfig
     from pipeline.core.checkpoints import load_model
-    from pipeline.train.configs import DataConfig, OptimConfig, TrainConfig
+    from pipeline.train.configs import OptimConfig, TrainConfig
     from pipeline.train.executors import run_train_local
 
     root = str(tmp_path)
-    for side in ("clean", "noisy"):
-        os.makedirs(f"{root}/{side}")
-    for i in range(6):
-        clean = speech_like(1.0, 16000, rng)
-        sf.write(f"{root}/clean/spk{i}_utt.wav", clean, 16000)
-        sf.write(f"{root}/noisy/spk{i}_utt.wav", clean + 0.05 * noise_like(1.0, 16000, rng), 16000)
+    data = paired_tree(root, rng, pairs=6, valid_segment_seconds=0.5)
 
     def config(name, stage, init=None):
         return TrainConfig(
@@ -278,14 +268,7 @@ def test_the_train_job_runs_stage_one_then_stage_two_into_one_checkpoint(tmp_pat
             init_checkpoint_uri=init,
             model=FUSEConfig(stage=stage, guidance="crepe_tiny", num_steps=2, **SMALL),
             mix=MixConfig(segment_seconds=0.25),
-            data=DataConfig(
-                mode="paired",
-                paired_clean_uri=f"{root}/clean",
-                paired_noisy_uri=f"{root}/noisy",
-                clean_holdout_fraction=0.3,
-                valid_pairs=1,
-                valid_segment_seconds=0.5,
-            ),
+            data=data,
             optim=OptimConfig(batch_size=2, steps_per_epoch=2, epochs=1),
         )
 
