@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 import soundfile as sf
+from conftest import TINY_CONFIG, paired_tree
 
 from pipeline.core.progress import Progress, format_duration
 
@@ -76,24 +77,17 @@ def test_training_logs_step_of_total_rate_and_eta(tmp_path, rng, caplog, monkeyp
     from model.diffgmm import DiffGMMConfig
     from pipeline.audio.mixing import MixConfig
     from pipeline.train import loop
-    from pipeline.train.configs import DataConfig, OptimConfig, TrainConfig
+    from pipeline.train.configs import OptimConfig, TrainConfig
     from pipeline.train.executors import run_train_local
-    from tests.test_family import TINY_CONFIG, _paired
 
-    _paired(str(tmp_path), rng)
+    data = paired_tree(str(tmp_path), rng)
     monkeypatch.setattr(loop, "LOG_EVERY_STEPS", 1)
     config = TrainConfig(
         name="eta",
         storage_path=f"{tmp_path}/runs",
         model=DiffGMMConfig(**TINY_CONFIG),
         mix=MixConfig(segment_seconds=0.25),
-        data=DataConfig(
-            mode="paired",
-            paired_clean_uri=f"{tmp_path}/clean",
-            paired_noisy_uri=f"{tmp_path}/noisy",
-            clean_holdout_fraction=0.3,
-            valid_pairs=1,
-        ),
+        data=data,
         optim=OptimConfig(batch_size=2, steps_per_epoch=3, epochs=1),
     )
     with caplog.at_level(logging.INFO, logger="pipeline.train.loop"):
