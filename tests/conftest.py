@@ -116,6 +116,18 @@ SMALL_STFT_CONFIG = dict(
 )
 
 
+def recorded_overrides(meta: dict, machine: tuple[str, ...]) -> dict:
+    """A shipped checkpoint's ``--set`` overrides (parsed as YAML) beyond this machine's ``machine`` keys, after
+    asserting that its recipe file (a path from the repository root) is unchanged: its sha256 is the recorded one."""
+    import hashlib
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    assert hashlib.sha256((root / meta["recipe"]).read_bytes()).hexdigest() == meta["recipe_sha256"], meta["recipe"]
+    return {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+
+
 def paired_tree(root: str, rng, pairs: int = 8, **data):
     """Write ``pairs`` seeded 1 s speech-like clips under ``root/clean`` and their noisy copies (same names) under
     ``root/noisy``, and return the paired-mode ``DataConfig`` over them (``data`` overrides its fields)."""

