@@ -9,11 +9,13 @@ notice the dead raylet, then spend 60 s trying to report it to the dead GCS
 ports and memory; ``include_dashboard=False`` does not change that (measured).
 
 So the driver that started the cluster also starts this watcher (a script of its own, stdlib and
-psutil only) with a pipe on its stdin that only the driver writes. Each second the watcher notes the
-driver's descendants (pid and start time, so a reused pid is never touched). When the pipe closes
-(the driver exited, however), it gives Ray a moment to end them itself, then kills whatever of
-them is still running. It reads the process table only, never talks to Ray, and touches no process
-that was not the driver's descendant a second before.
+psutil only) with a pipe on its stdin that only the driver writes. Each second the watcher adds the
+driver's descendants to what it has seen (pid and start time, so a reused pid is never touched).
+It keeps every one it has seen while it runs, because a look taken as the driver dies finds none:
+the dying driver's children are already reparented. When the pipe closes (the driver exited,
+however), it gives Ray a moment to end them itself, then kills whatever of them is still running.
+It reads the process table only, never talks to Ray, and touches no process that was not once the
+driver's descendant.
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ def watch(driver_pid: int, stdin_fd: int = 0) -> int:
     import psutil
 
     me = os.getpid()
-    seen: dict[int, float] = {}  # pid -> create_time of the driver's descendants at the last look
+    seen: dict[int, float] = {}  # pid -> create_time of every descendant of the driver seen so far
     while True:
         try:
-            seen = {c.pid: c.create_time() for c in psutil.Process(driver_pid).children(recursive=True) if c.pid != me}
+            now = {c.pid: c.create_time() for c in psutil.Process(driver_pid).children(recursive=True) if c.pid != me}
         except psutil.NoSuchProcess:
-            pass  # the driver is gone: keep the last look
+            now = {}  # the driver is gone: what was seen before is what is left to end
+        # Forget only the processes that have ended, so a long run's many workers do not pile up.
+        seen = {pid: created for pid, created in seen.items() if pid in now or psutil.pid_exists(pid)} | now
         ready, _, _ = select.select([stdin_fd], [], [], POLL_SECONDS)
         if ready and not os.read(stdin_fd, 64):
             break  # EOF: the driver is gone
